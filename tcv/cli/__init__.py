@@ -1,0 +1,1 @@
+"""Command line: ``tcv`` and ``tcv-build`` on ``plumbum.cli``."""

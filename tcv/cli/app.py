@@ -1,0 +1,126 @@
+"""``tcv``: the command line for people (SPEC §2).
+
+The seed's forms are switches on the top-level command::
+
+    tcv -c -i IMAGE -d DIR     # create
+    tcv -e -i IMAGE            # extract
+
+and the rest are subcommands, loaded lazily so ``tcv scan`` never imports
+what ``tcv -e`` needs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from plumbum import cli
+
+from tcv.cli.base import TcvApplication
+from tcv.cli.options import GpuOptions, JsonOption
+from tcv.errors import UsageError
+
+
+class Tcv(TcvApplication, GpuOptions, JsonOption):
+    """Triton Cache Vault: pack a Triton kernel cache into an OCI image, ship it through
+    any registry, and install on each host only the kernels its GPUs can run."""
+
+    PROGNAME = "tcv"
+    USAGE = (
+        "    tcv -c -i IMAGE -d DIR [options]     create an image from a Triton cache\n"
+        "    tcv -e -i IMAGE [-d DEST] [options]  extract the kernels that fit this host\n"
+        "    tcv COMMAND [options] ...            see the sub-commands below\n"
+    )
+
+    create = cli.Flag(
+        ["-c", "--create"], excludes=["-e"], help="create an image from the cache in -d DIR"
+    )
+    extract = cli.Flag(
+        ["-e", "--extract"], excludes=["-c"], help="extract the image's fitting kernels into DEST"
+    )
+    image = cli.SwitchAttr(
+        ["-i", "--image"],
+        str,
+        argname="IMAGE",
+        help="image reference: a registry name (docker://), containers-storage:NAME, "
+        "oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE",
+    )
+    directory = cli.SwitchAttr(
+        ["-d", "--dir"],
+        str,
+        argname="DIR",
+        help="create: the Triton cache to pack; extract: where to install (default "
+        "$TRITON_CACHE_DIR, else $TRITON_HOME/.triton/cache, else ~/.triton/cache)",
+    )
+    image_format = cli.SwitchAttr(
+        ["--format"],
+        cli.Set("oci", "docker", case_sensitive=False),
+        default="oci",
+        help="create: image and layer media types",
+    )
+    push = cli.Flag(["--push"], help="create: push the image to its registry after building")
+    tls_verify = cli.SwitchAttr(
+        ["--tls-verify"],
+        cli.Set("true", "false", case_sensitive=False),
+        default="true",
+        argname="BOOL",
+        help="require HTTPS and valid certificates when talking to registries",
+    )
+    authfile = cli.SwitchAttr(
+        ["--authfile"],
+        cli.ExistingFile,
+        default=None,
+        argname="FILE",
+        help="registry credentials (default: the containers auth files, as podman uses)",
+    )
+    creds = cli.SwitchAttr(
+        ["--creds"],
+        str,
+        default=None,
+        argname="USER[:PASSWORD]",
+        help="registry credentials given directly",
+    )
+    no_gpu_check = cli.Flag(
+        ["--no-gpu-check"], help="extract: install every kernel, whatever this host's GPUs"
+    )
+    force = cli.Flag(["--force"], help="extract: replace installed kernels that differ")
+    max_size = cli.SwitchAttr(
+        ["--max-size"],
+        int,
+        default=None,
+        argname="BYTES",
+        help="extract: refuse layers that unpack to more than this "
+        "(default: the image's cache-size-bytes label)",
+    )
+    include_launchers = cli.Flag(
+        ["--include-launchers"],
+        help="create: also pack the host-specific launcher/utils .so directories",
+    )
+
+    def main(self, *args: str) -> int:
+        if args:
+            raise UsageError(f"unknown command {args[0]!r}", "run 'tcv --help' for the commands")
+        if self.nested_command:
+            return 0
+        if self.create:
+            from tcv.cli.create import run_create
+
+            return run_create(self)
+        if self.extract:
+            from tcv.cli.extract import run_extract
+
+            return run_extract(self)
+        self.help()
+        return 0
+
+
+Tcv.subcommand("scan", "tcv.cli.scan.Scan")
+Tcv.subcommand("gpus", "tcv.cli.gpus.Gpus")
+Tcv.subcommand("check", "tcv.cli.check.Check")
+Tcv.subcommand("inspect", "tcv.cli.inspect.Inspect")
+Tcv.subcommand("hook", "tcv.cli.hook.Hook")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _, code = Tcv.run(sys.argv, exit=False)
+    sys.exit(code)

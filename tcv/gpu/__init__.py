@@ -1,0 +1,1 @@
+"""Accelerators: what the host (or ``--gpu``) offers."""

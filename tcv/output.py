@@ -1,0 +1,35 @@
+"""Rendering for people (tables) and machines (JSON). Pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain left-aligned text table; ``None`` cells render as ``-``."""
+    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def render_json(data: Any) -> str:
+    """Stable JSON for ``--json`` output."""
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def human_bytes(n: int) -> str:
+    step = 1024.0
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < step or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= step
+    return f"{n} B"

@@ -1,0 +1,97 @@
+"""The one door for external tools (buildah, podman, skopeo).
+
+Every call goes through :func:`run`, which returns a small typed result and
+raises :class:`~tcv.errors.ToolError` carrying the tool's last stderr lines.
+plumbum runs the commands through ``subprocess.Popen``, so unit tests fake
+them with pytest-subprocess.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+
+from tcv.errors import ToolError
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 5
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_tail(self) -> str:
+        return tail(self.stderr)
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last non-empty lines of ``text``, joined by ' | ' for one-line messages."""
+    kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(kept[-lines:])
+
+
+def available(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    stdin: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    what: str | None = None,
+) -> Result:
+    """Run ``argv`` and capture its output.
+
+    ``what`` names the action for the error message ("commit the image").
+    With ``check`` a non-zero exit raises :class:`ToolError`.
+    """
+    argv = [str(a) for a in argv]
+    action = what or f"run {argv[0]}"
+    try:
+        cmd = local[argv[0]]
+    except CommandNotFound:
+        raise ToolError(
+            f"cannot {action}: {argv[0]} is not installed",
+            argv=argv,
+            returncode=None,
+            hint=f"install {argv[0]} (apt-get install {argv[0]}) and try again",
+        ) from None
+    cmd = cmd[argv[1:]]
+    if env:
+        cmd = cmd.with_env(**env)
+    log.debug("running: %s", " ".join(argv))
+    if stdin is not None:
+        cmd = cmd << stdin
+    try:
+        returncode, stdout, stderr = cmd.run(retcode=None, timeout=timeout)
+    except ProcessTimedOut:
+        raise ToolError(
+            f"cannot {action}: {argv[0]} did not finish within {timeout:.0f}s",
+            argv=argv,
+            returncode=None,
+        ) from None
+    result = Result(argv, int(returncode), stdout or "", stderr or "")
+    log.debug("%s exited %s", argv[0], returncode)
+    if check and result.returncode != 0:
+        detail = result.stderr_tail or f"exit status {result.returncode}"
+        raise ToolError(
+            f"cannot {action}: {detail}",
+            argv=argv,
+            returncode=result.returncode,
+            stderr_tail=result.stderr_tail,
+        )
+    return result

@@ -44,3 +44,17 @@ class KernelEntry:
     @property
     def target(self) -> tuple[str, str, int | None]:
         return (self.backend, self.arch, self.warp_size)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the image summary label (SPEC §3): a distinct
+    (backend, arch, warp_size, triton_version) and how many kernels it has.
+    ``ptx_version`` is the highest PTX ISA among those kernels."""
+
+    backend: str
+    arch: str
+    warp_size: int | None
+    triton_version: str | None = None
+    ptx_version: int | None = None
+    entries: int = 0

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Set up a Debian 12 machine for TCV and run the demo or the test suite.
 #
-#   sudo bash scripts/bootstrap.sh demo   # set up, then pack + extract the bundled cache
-#   sudo bash scripts/bootstrap.sh test   # set up, then lint and run the whole test suite
-#   sudo bash scripts/bootstrap.sh setup  # set up only
+#   bash scripts/bootstrap.sh demo   # set up, then pack + extract the bundled cache
+#   bash scripts/bootstrap.sh test   # set up, then lint and run the whole test suite
+#   bash scripts/bootstrap.sh setup  # set up only
 #
+# As root (or with sudo).
 # Idempotent: apt runs only for missing packages, the virtualenv is reused and
 # re-installed only when setup.cfg changed.
 set -euo pipefail

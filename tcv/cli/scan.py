@@ -2,12 +2,95 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from plumbum import cli
+
 from tcv.cli.base import TcvApplication
-from tcv.errors import UsageError
+from tcv.cli.options import JsonOption
+from tcv.kernel import KernelEntry
+from tcv.output import human_bytes, render_json, render_table
+
+_KEY_WIDTH = 16
 
 
-class Scan(TcvApplication):
-    """List the kernels of a local Triton cache and their targets"""
+def _target(e: KernelEntry) -> str:
+    if not e.backend:
+        return "host (launcher)"
+    warp = "?" if e.warp_size is None else str(e.warp_size)
+    return f"{e.backend}:{e.arch}/{warp}"
 
-    def main(self) -> int:
-        raise UsageError("tcv scan is not implemented yet")
+
+def _ptx(version: int | None) -> str | None:
+    return None if version is None else f"{version // 10}.{version % 10}"
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= _KEY_WIDTH else key[: _KEY_WIDTH - 1] + "…"
+
+
+class Scan(TcvApplication, JsonOption):
+    """List the kernels of a local Triton cache and their targets.
+
+    DIR is a Triton cache root, the directory holding one KEY directory per
+    compiled kernel (default: $TRITON_CACHE_DIR, else $TRITON_HOME/.triton/cache,
+    else ~/.triton/cache — the order Triton uses). Every file is read and
+    hashed; nothing is written.
+
+    The table shows each kernel's key (shortened), name, target
+    (backend:arch/warp size), the Triton version that compiled it, its PTX ISA
+    (CUDA only), file count and size; then whatever was skipped, with the
+    reason: launcher/utils .so directories, autotuning results, tmp.pid_*
+    leftovers and lock files, empty directories, missing or corrupt metadata,
+    files that are not regular files, symlinks leading out of DIR.
+
+    With --json the output is {"root", "entries": [{"key", "name", "backend",
+    "arch", "warp_size", "triton_version", "ptx_version", "files", "bytes"}],
+    "skipped": [{"path", "reason"}]}; arch is a string, ptx_version Triton's
+    integer form (84 for PTX ISA 8.4) or null, paths are relative to root.
+
+    Exit status: 0 when DIR was scanned (even with nothing in it), 3 when DIR
+    does not exist or is not a directory.
+    """
+
+    USAGE = "    tcv scan [DIR] [--json] [--include-launchers]\n"
+
+    include_launchers = cli.Flag(
+        ["--include-launchers"],
+        help="list the host-specific launcher/utils .so directories as entries instead of "
+        "skipping them",
+    )
+
+    # No annotation on DIR: plumbum would try to convert with "str | None".
+    def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
+        from tcv.cache import default_cache_dir, scan_cache
+
+        root = Path(directory) if directory is not None else default_cache_dir()
+        result = scan_cache(root, include_launchers=self.include_launchers)
+        if self.json:
+            print(render_json(result.to_json()))
+            return 0
+        if result.entries:
+            rows = [
+                (
+                    _short(e.key),
+                    e.name,
+                    _target(e),
+                    e.triton_version,
+                    _ptx(e.ptx_version),
+                    len(e.files),
+                    human_bytes(e.bytes),
+                )
+                for e in result.entries
+            ]
+            print(render_table(("KEY", "NAME", "TARGET", "TRITON", "PTX", "FILES", "SIZE"), rows))
+        else:
+            print(f"no kernels in {root}")
+        for s in result.skipped:
+            print(f"skipped {s.path}: {s.reason}")
+        n = len(result.entries)
+        print(
+            f"{n} kernel{'' if n == 1 else 's'}, {human_bytes(result.total_bytes)}, "
+            f"{len(result.skipped)} skipped, in {root}"
+        )
+        return 0

@@ -1,0 +1,385 @@
+"""The Triton kernel cache on disk: scan a cache root into kernel entries.
+
+A cache root holds one directory per compiled kernel, named by its KEY (SPEC
+§4). Everything else found there is skipped with a reason a person can read:
+launcher/utils ``.so`` directories (host-specific; an option includes them),
+autotuning results, ``tmp.pid_*`` leftovers and ``lock`` files, empty
+directories, entries whose metadata is missing or corrupt, files that cannot be
+read as regular files, and anything reached through a symlink that leaves the
+root. Scanning reads and hashes every file once, in 1 MiB pieces, keeping only
+the small heads needed for the metadata (no file is held in memory).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcv.errors import TcvError, UsageError
+from tcv.kernel import FileInfo, KernelEntry
+from tcv.metadata import (
+    AUTOTUNE_SUFFIX,
+    MetadataError,
+    metadata_filename,
+    parse_metadata,
+    ptx_version,
+)
+
+_CHUNK = 1 << 20
+# The `.version`/`.target` lines (PTX) and the target triple (AMDGCN) sit at
+# the top of the file; keep this much of it, never the whole file.
+_HEAD = 64 * 1024
+_META_MAX = 16 << 20  # a metadata JSON is a few KiB; refuse to parse giants
+_TMP_MARK = "tmp.pid_"  # runtime/cache.py put(): <entry>/tmp.pid_<pid>_<uuid>/
+_LAUNCHER_HINT = "--include-launchers packs it"
+
+
+class NotAKernelError(TcvError):
+    """A directory under the cache root that is not a kernel entry; the
+    message says why."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something under the root that is not (part of) a kernel, and why.
+    ``path`` is relative to the scanned root."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    entries: list[KernelEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.bytes for e in self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``tcv scan --json`` document (SPEC §2)."""
+        return {
+            "root": str(self.root),
+            "entries": [
+                {
+                    "key": e.key,
+                    "name": e.name,
+                    "backend": e.backend,
+                    "arch": e.arch,
+                    "warp_size": e.warp_size,
+                    "triton_version": e.triton_version,
+                    "ptx_version": e.ptx_version,
+                    "files": len(e.files),
+                    "bytes": e.bytes,
+                }
+                for e in self.entries
+            ],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where Triton keeps its cache: ``$TRITON_CACHE_DIR``, else
+    ``$TRITON_HOME/.triton/cache``, else ``~/.triton/cache`` (triton/knobs.py
+    ``cache.dir`` and ``cache.home_dir``). Empty values count as unset."""
+    if value := env.get("TRITON_CACHE_DIR"):
+        return Path(value)
+    home = env.get("TRITON_HOME") or env.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".triton" / "cache"
+
+
+# ---------------------------------------------------------------- key encodings
+
+
+def key_encoding(key: str) -> str | None:
+    """Which of Triton's four KEY encodings ``key`` looks like (SPEC §4):
+    ``md5-hex`` (2.x), ``sha256-hex`` (3.0–3.1), ``sha256-base64url`` (3.2),
+    ``sha256-base32`` (3.3+); None when it is none of them."""
+    hexdigits = set("0123456789abcdef")
+    if len(key) == 32 and set(key) <= hexdigits:
+        return "md5-hex"
+    if len(key) == 64 and set(key) <= hexdigits:
+        return "sha256-hex"
+    if len(key) == 52 and set(key) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"):
+        return "sha256-base32"
+    if len(key) == 43 and all(c.isalnum() or c in "-_" for c in key) and key.isascii():
+        return "sha256-base64url"
+    return None
+
+
+def key_candidates(hash_hex: str) -> list[str]:
+    """Every KEY a Triton 3.x could have filed metadata ``hash`` under, newest
+    encoding first; for an md5 (2.x) the hash itself."""
+    try:
+        raw = bytes.fromhex(hash_hex)
+    except ValueError:
+        return [hash_hex]
+    if len(raw) != 32:
+        return [hash_hex]
+    return [
+        base64.b32encode(raw).decode().rstrip("="),  # 3.3+ runtime/cache.py _base32
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),  # 3.2
+        hash_hex,  # 3.0–3.1
+    ]
+
+
+def key_for_hash(hash_hex: str, triton_version: str | None = None) -> str:
+    """The KEY Triton ``triton_version`` files metadata ``hash`` under; the
+    3.3+ encoding when the version is unknown."""
+    candidates = key_candidates(hash_hex)
+    if len(candidates) == 1 or not triton_version:
+        return candidates[0]
+    try:
+        major, minor = (int(p) for p in triton_version.split(".")[:2])
+    except ValueError:
+        return candidates[0]
+    if (major, minor) >= (3, 3):
+        return candidates[0]
+    if (major, minor) == (3, 2):
+        return candidates[1]
+    return candidates[2]
+
+
+# ---------------------------------------------------------------- scanning
+
+
+def _within(real_root: str, real_path: str) -> bool:
+    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _kind(mode: int) -> str:
+    for test, word in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def _hash_file(path: str, keep: int) -> tuple[int, str, bytes]:
+    """(size, sha256 hex, the first ``keep`` bytes). Opens non-blocking so a
+    FIFO swapped in after the directory listing cannot hang the scan."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAKernelError(f"{os.path.basename(path)} is {_kind(st.st_mode)}")
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        while chunk := os.read(fd, _CHUNK):
+            if len(head) < keep:
+                head += chunk[: keep - len(head)]
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest(), head
+    finally:
+        os.close(fd)
+
+
+def _is_launcher(names: list[str]) -> bool:
+    """``cuda_utils*.so``, ``hip_utils*.so``, ``__triton_launcher*.so``: the
+    host stubs runtime/build.py compiles, one ``.so`` per directory."""
+    return any(n.endswith(".so") for n in names) and not any(n.endswith(".json") for n in names)
+
+
+def _entry_files(
+    real_root: str, entry_path: str, rel: str, skipped: list[Skipped]
+) -> list[tuple[str, str]]:
+    """The (name, path) of the entry's kernel files; leftovers go to
+    ``skipped``. Raises NotAKernelError when the entry cannot be trusted."""
+    files: list[tuple[str, str]] = []
+    try:
+        listing = sorted(os.scandir(entry_path), key=lambda d: d.name)
+    except OSError as err:
+        raise NotAKernelError(f"cannot list the directory: {err.strerror}") from None
+    for de in listing:
+        name = de.name
+        if name == "lock":
+            skipped.append(Skipped(f"{rel}/{name}", "lock file, not part of the kernel"))
+            continue
+        if _TMP_MARK in name:
+            skipped.append(
+                Skipped(f"{rel}/{name}", "leftover of an interrupted Triton write (tmp.pid_*)")
+            )
+            continue
+        if de.is_symlink():
+            target = os.path.realpath(de.path)
+            if not os.path.exists(target):
+                raise NotAKernelError(f"{name} is a dangling symlink")
+            if not _within(real_root, target):
+                raise NotAKernelError(f"{name} is a symlink leading out of the cache root")
+        try:
+            is_dir = de.is_dir()
+            is_file = de.is_file()
+        except OSError as err:
+            raise NotAKernelError(f"cannot stat {name}: {err.strerror}") from None
+        if is_dir:
+            reason = "subdirectory inside a kernel entry; Triton never writes one"
+            skipped.append(Skipped(f"{rel}/{name}", reason))
+            continue
+        if not is_file:
+            try:
+                mode = de.stat().st_mode
+            except OSError as err:
+                raise NotAKernelError(f"cannot stat {name}: {err.strerror}") from None
+            raise NotAKernelError(f"{name} is {_kind(mode)}, not a regular file")
+        files.append((name, de.path))
+    return files
+
+
+def _read_entry(
+    real_root: str, entry_path: str, key: str, *, include_launchers: bool, skipped: list[Skipped]
+) -> KernelEntry:
+    files = _entry_files(real_root, entry_path, key, skipped)
+    names = [n for n, _ in files]
+    if not names:
+        raise NotAKernelError("empty directory")
+    launcher = _is_launcher(names)
+    if launcher and not include_launchers:
+        raise NotAKernelError(f"launcher/utils .so directory (host-specific; {_LAUNCHER_HINT})")
+    if not launcher and all(n.endswith(AUTOTUNE_SUFFIX) for n in names):
+        raise NotAKernelError("autotuning results (*.autotune.json), not a kernel")
+    meta_name = None if launcher else metadata_filename(names)
+    if meta_name is None and not launcher:
+        raise NotAKernelError("no metadata: no __grp__<kernel>.json and no single <kernel>.json")
+    stem = meta_name[: -len(".json")] if meta_name else None
+    heads: dict[str, bytes] = {}
+    infos: dict[str, FileInfo] = {}
+    for name, path in files:
+        if name == meta_name:
+            keep = _META_MAX
+        elif name.endswith((".ptx", ".amdgcn")):
+            keep = _HEAD
+        else:
+            keep = 0
+        try:
+            size, sha, head = _hash_file(path, keep)
+        except OSError as err:
+            raise NotAKernelError(f"cannot read {name}: {err.strerror}") from None
+        infos[name] = FileInfo(size=size, sha256=sha)
+        if keep:
+            heads[name] = head
+
+    if meta_name is None:  # a launcher directory, asked for
+        so = next(n for n in names if n.endswith(".so"))
+        return KernelEntry(
+            key=key, name=so.split(".", 1)[0], backend="", arch="", warp_size=None, files=infos
+        )
+
+    if infos[meta_name].size > _META_MAX:
+        raise NotAKernelError(
+            f"metadata {meta_name} is implausibly large ({infos[meta_name].size} bytes)"
+        )
+    try:
+        meta = json.loads(heads.get(meta_name, b""))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise NotAKernelError(f"metadata {meta_name} is not valid JSON ({err})") from None
+    ptx = heads.get(f"{stem}.ptx")
+    try:
+        md = parse_metadata(meta, name=stem, ptx=ptx, amdgcn=heads.get(f"{stem}.amdgcn"))
+    except MetadataError as err:
+        raise NotAKernelError(f"metadata {meta_name}: {err.message}") from None
+    return KernelEntry(
+        key=key,
+        name=md.name,
+        backend=md.backend,
+        arch=md.arch,
+        warp_size=md.warp_size,
+        triton_version=md.triton_version,
+        ptx_version=ptx_version(ptx) if ptx is not None else None,
+        hash=md.hash,
+        num_warps=md.num_warps,
+        num_stages=md.num_stages,
+        debug=md.debug,
+        files=infos,
+    )
+
+
+def read_entry(entry_dir: Path, *, include_launchers: bool = False) -> KernelEntry:
+    """Read one kernel directory ``<root>/<KEY>/``. Raises NotAKernelError
+    with the reason when it is not a kernel entry. Symlinks may not leave the
+    entry's parent (its cache root)."""
+    entry_dir = Path(entry_dir)
+    real_root = os.path.realpath(entry_dir.parent)
+    if not _within(real_root, os.path.realpath(entry_dir)):
+        raise NotAKernelError(f"{entry_dir} is a symlink leading out of the cache root")
+    if not entry_dir.is_dir():
+        raise NotAKernelError(f"{entry_dir} is not a directory")
+    return _read_entry(
+        real_root, str(entry_dir), entry_dir.name, include_launchers=include_launchers, skipped=[]
+    )
+
+
+def _check_root(root: Path) -> None:
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise UsageError(
+            f"cache directory {root} does not exist",
+            "give the path of a Triton cache (Triton's default is ~/.triton/cache)",
+        ) from None
+    except OSError as err:
+        raise UsageError(f"cannot read cache directory {root}: {err.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(
+            f"{root} is not a directory",
+            "give the Triton cache directory itself (the one holding the KEY directories)",
+        )
+
+
+def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
+    """Every kernel entry under ``root``, sorted by key, and what was skipped.
+
+    Raises UsageError (exit 3) when ``root`` is missing or not a directory. An
+    empty root is not an error: zero entries.
+    """
+    root = Path(root)
+    _check_root(root)
+    real_root = os.path.realpath(root)
+    result = ScanResult(root=Path(os.path.abspath(root)))
+    try:
+        listing = sorted(os.scandir(root), key=lambda d: d.name)
+    except OSError as err:
+        raise UsageError(f"cannot list cache directory {root}: {err.strerror}") from None
+    for de in listing:
+        key = de.name
+        try:
+            if de.is_symlink():
+                target = os.path.realpath(de.path)
+                if not os.path.exists(target):
+                    raise NotAKernelError("dangling symlink")
+                if not _within(real_root, target):
+                    raise NotAKernelError(f"symlink leading out of the cache root (to {target})")
+            if not de.is_dir():
+                if key == "lock" or _TMP_MARK in key:
+                    raise NotAKernelError("leftover lock or temp file, not a kernel")
+                raise NotAKernelError("a file at the top of the cache, not a kernel directory")
+            if key.startswith(_TMP_MARK):
+                raise NotAKernelError("leftover of an interrupted Triton write (tmp.pid_*)")
+            entry_skips: list[Skipped] = []
+            entry = _read_entry(
+                real_root, de.path, key, include_launchers=include_launchers, skipped=entry_skips
+            )
+        except NotAKernelError as err:
+            result.skipped.append(Skipped(key, err.message))
+            continue
+        except OSError as err:
+            result.skipped.append(Skipped(key, f"cannot read: {err.strerror}"))
+            continue
+        result.entries.append(entry)
+        result.skipped.extend(entry_skips)
+    return result

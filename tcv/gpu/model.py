@@ -13,7 +13,8 @@ class Gpu:
     ``gcnArchName`` before the first ``:`` (``"gfx942"``). ``driver``: for CUDA
     the CUDA version the driver supports (``"12.4"``), for HIP the runtime's
     driver version, or None. ``source``: where it came from (``"override"``,
-    ``"cuda"``, ``"hip"``, ``"udev"``, ``"kfd"``).
+    ``"cuda"``, ``"hip"``, ``"udev"``, ``"kfd"``). ``arch`` ``""`` (and ``warp_size``
+    0) when a device was seen but nothing named its architecture.
     """
 
     index: int
@@ -26,6 +27,8 @@ class Gpu:
     pci_address: str | None = None
     device_nodes: tuple[str, ...] = ()
     uuid: str | None = None
+    # Largest shared memory one block may use (CUDA opt-in limit), when known.
+    max_shared_memory: int | None = None
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,9 @@ setup() {
 demo() {
   local tcv="$venv/bin/tcv" image=localhost/tcv-demo/vector-add:latest dest gpu_args=()
   dest=$(mktemp -d /tmp/tcv-demo-cache.XXXXXX)
-  # A host without accelerators extracts as if it had an H100 (cuda:90, CUDA 12.4).
+  # A host without accelerators extracts as if it had an H100 (cuda:90).
   if [ "$("$tcv" gpus --json | "$venv/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)["gpus"]))')" = 0 ]; then
-    gpu_args=(--gpu cuda:90 --cuda-driver 12.4)
+    gpu_args=(--gpu cuda:90)
     say "no accelerator found: extracting for ${gpu_args[*]}"
   fi
   say "tcv scan examples/vector-add-cache"

@@ -18,7 +18,7 @@ def _target(e: KernelEntry) -> str:
     if not e.backend:
         return "host (launcher)"
     warp = "?" if e.warp_size is None else str(e.warp_size)
-    return f"{e.backend}:{e.arch}/{warp}"
+    return f"{e.backend}:{e.arch}:{warp}"
 
 
 def _ptx(version: int | None) -> str | None:

@@ -35,7 +35,7 @@ def test_table_lists_every_kernel_and_a_total(capsys):
         row = next(r for r in rows if r.startswith(want["key"][:15]))
         cells = row.split()
         assert cells[1] == want["name"]
-        assert cells[2] == f"{want['backend']}:{want['arch']}/{want['warp_size']}"
+        assert cells[2] == f"{want['backend']}:{want['arch']}:{want['warp_size']}"
         assert cells[3] == want["triton_version"]
         ptx = want["ptx_version"]
         assert cells[4] == ("-" if ptx is None else f"{ptx // 10}.{ptx % 10}")

@@ -2,12 +2,189 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from plumbum import cli
+
 from tcv.cli.base import TcvApplication
+from tcv.cli.options import JsonOption
 from tcv.errors import UsageError
 
 
 class Hook(TcvApplication):
-    """Manage the OCI runtime hook that injects kernels at container start"""
+    """Manage the OCI runtime hook that injects kernels at container start.
+
+    A container asks for kernels with the annotation
+    cache.triton.image/inject=IMAGE; the hook (libexec/tcv-hook, run by podman
+    or CRI-O from a hooks.d JSON file) copies the kernels its GPUs can run
+    into its Triton cache before it starts. See 'tcv hook install --help' and
+    docs/hook.md.
+    """
+
+    USAGE = "    tcv hook install [--hooks-dir DIR] [options]\n    tcv hook show [options]\n"
+
+    def main(self, *args: str) -> int:
+        if args:
+            raise UsageError(
+                f"unknown hook command {args[0]!r}", "run 'tcv hook --help' for the commands"
+            )
+        if not self.nested_command:
+            self.help()
+        return 0
+
+
+class _HookConfigOptions(cli.Application):
+    """Switches that go into the hook's environment in the hooks.d JSON."""
+
+    gpu_specs = cli.SwitchAttr(
+        ["--gpu"],
+        str,
+        list=True,
+        argname="SPEC",
+        help="inject for this accelerator instead of detecting the host's: cuda:90, "
+        "cuda:90:32, hip:gfx942, hip:gfx1100:32 (repeatable; written as TCV_GPUS into the "
+        "hook's environment — the hook never sees the caller's environment)",
+    )
+    cuda_driver = cli.SwitchAttr(
+        ["--cuda-driver"],
+        str,
+        argname="X.Y",
+        default=None,
+        help="CUDA version the host driver supports, for the PTX rule (TCV_CUDA_DRIVER)",
+    )
+    store = cli.SwitchAttr(
+        ["--store"],
+        str,
+        argname="DIR",
+        default=None,
+        help="the hook's store of unpacked images (default /var/lib/tcv/store for root, "
+        "else $XDG_DATA_HOME/tcv/store, which is then written in)",
+    )
+    log_file = cli.SwitchAttr(
+        ["--log"],
+        str,
+        argname="FILE|syslog",
+        default=None,
+        help="where the hook logs (default syslog when /dev/log exists, else STORE/hook.log)",
+    )
+    pull = cli.SwitchAttr(
+        ["--pull"],
+        cli.Set("missing", "never", case_sensitive=False),
+        default=None,
+        help="fetch the cache image from its registry when it is not in local storage "
+        "(missing, the default) or never",
+    )
+    tls_verify = cli.SwitchAttr(
+        ["--tls-verify"],
+        cli.Set("true", "false", case_sensitive=False),
+        default=None,
+        argname="BOOL",
+        help="require HTTPS and valid certificates when the hook pulls (default true)",
+    )
+    timeout = cli.SwitchAttr(
+        ["--timeout"],
+        cli.Range(1, 3600),
+        default=30,
+        argname="SECONDS",
+        help="the hook's own time bound; the runtime's is 5 s more",
+    )
+
+    def render(self) -> tuple[str, dict[str, object]]:
+        import os
+
+        from tcv.gpu.spec import parse_cuda_version, parse_gpu_specs
+        from tcv.hook import hooksjson
+        from tcv.hook.store import default_root
+
+        gpus = list(self.gpu_specs or [])
+        parse_gpu_specs(gpus)  # bad SPECs fail here, not at every container start
+        if self.cuda_driver:
+            parse_cuda_version(self.cuda_driver)
+        store = self.store
+        if store is None and os.geteuid() != 0:
+            # A rootless hook runs in podman's user namespace with only the JSON's env:
+            # it could not find this user's data dir by itself.
+            store = str(default_root(os.environ))
+        if store is not None:
+            store = os.path.abspath(store)
+        log = self.log_file
+        if log is not None and log != "syslog":
+            log = os.path.abspath(log)
+        env = hooksjson.hook_env(
+            gpus=gpus,
+            cuda_driver=self.cuda_driver,
+            store=store,
+            log=log,
+            pull=self.pull.lower() if self.pull else None,
+            tls_verify=None if self.tls_verify is None else self.tls_verify.lower() == "true",
+            timeout=self.timeout,
+            extra=None if os.geteuid() == 0 else hooksjson.rootless_env(os.getuid(), os.environ),
+        )
+        config = hooksjson.render_hook_config(
+            interpreter=hooksjson.interpreter(),
+            hook_script=str(hooksjson.find_hook_script()),
+            env=env,
+            timeout=self.timeout,
+        )
+        return hooksjson.render_json(config), config
+
+
+class HookInstall(TcvApplication, _HookConfigOptions, JsonOption):
+    DESCRIPTION = "Install the hooks.d JSON that makes podman and CRI-O run the TCV hook."
+    DESCRIPTION_MORE = """
+    Writes DIR/tcv.json (hooks.d schema 1.0.0, stage prestart) matching containers
+    annotated cache.triton.image/inject=IMAGE. Its "path" is this Python and its
+    "args" run the installed tcv-hook with it, so the hook finds tcv whether it was
+    installed with pip into a virtualenv, into the system, or in editable mode.
+
+    The runtime gives the hook no environment but the JSON's: --gpu, --cuda-driver,
+    --store, --log, --pull, --tls-verify and --timeout are written into it. Run as a
+    user (rootless podman), the user's store and containers-storage are written in too.
+
+    podman reads /usr/share/containers/oci/hooks.d and /etc/containers/oci/hooks.d
+    (or the directories given with podman --hooks-dir); CRI-O reads the hooks_dir
+    list of crio.conf. See docs/hook.md.
+
+    Exit status: 0 when written, 3 on bad options or an unwritable DIR.
+    """
+
+    USAGE = "    tcv hook install [--hooks-dir DIR] [--gpu SPEC]... [options]\n"
+
+    hooks_dir = cli.SwitchAttr(
+        ["--hooks-dir"],
+        str,
+        argname="DIR",
+        default="/etc/containers/oci/hooks.d",
+        help="the hooks.d directory to write tcv.json into",
+    )
 
     def main(self) -> int:
-        raise UsageError("tcv hook is not implemented yet")
+        from tcv.hook import hooksjson
+        from tcv.output import render_json
+
+        text, config = self.render()
+        path = hooksjson.write_hook_config(Path(self.hooks_dir), text)
+        if self.json:
+            print(render_json({"path": str(path), "config": config}))
+        else:
+            print(f"installed {path}")
+        return 0
+
+
+class HookShow(TcvApplication, _HookConfigOptions):
+    DESCRIPTION = "Print the hooks.d JSON that 'tcv hook install' would write."
+    DESCRIPTION_MORE = """
+    Takes the same options as 'tcv hook install' and writes nothing. Exit status: 0,
+    or 3 on bad options.
+    """
+
+    USAGE = "    tcv hook show [--gpu SPEC]... [options]\n"
+
+    def main(self) -> int:
+        text, _ = self.render()
+        print(text, end="")
+        return 0
+
+
+Hook.subcommand("install", HookInstall)
+Hook.subcommand("show", HookShow)

@@ -1,0 +1,225 @@
+"""The hook's entry point: decide cheaply, never stand in the way (SPEC §7, STYLE #5).
+
+- No ``cache.triton.image/inject`` annotation: exit 0 before anything heavy is
+  imported or any storage is touched.
+- Fail-open by default: any failure is logged and the hook exits 0, so the
+  container starts without injected kernels. With
+  ``cache.triton.image/inject-policy=strict`` the failure fails the start.
+- Its own time bound (``$TCV_HOOK_TIMEOUT``, default 30 s), below the runtime's
+  (the hooks.d ``timeout``). Children get pipes, never the hook's stdout/stderr
+  (runc waits on those pipes even after a hook times out), and are killed when
+  the bound is hit.
+- Logs go where an operator looks: ``$TCV_HOOK_LOG`` (a file, or ``syslog``),
+  else syslog when ``/dev/log`` exists, else ``<store>/hook.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from tcv.hook.state import HookError, State, parse_state
+
+TIMEOUT_ENV = "TCV_HOOK_TIMEOUT"
+LOG_ENV = "TCV_HOOK_LOG"
+DEFAULT_TIMEOUT = 30.0
+# The OCI state's status when prestart/createRuntime hooks run (runc says "creating";
+# some runtimes said "created"); "" when a runtime leaves it out.
+INJECT_STATUSES = ("creating", "created", "")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOGGER = "tcv"
+SYSLOG_SOCKET = "/dev/log"  # syslog and journald both listen here when present
+
+
+class HookTimeout(HookError):
+    """The hook's own time bound ran out."""
+
+
+def timeout_from(env: Mapping[str, str]) -> float:
+    try:
+        value = float(env.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+@contextmanager
+def time_bound(seconds: float) -> Iterator[None]:
+    """Raise :class:`HookTimeout` in this thread after ``seconds``."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise HookTimeout(
+            f"gave up after {seconds:g}s",
+            f"warm the store (run the container once) or raise {TIMEOUT_ENV}",
+        )
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def kill_children() -> list[int]:
+    """SIGKILL the hook's own child processes (by pid, found through /proc), so
+    none outlives it; returns their pids."""
+    me = os.getpid()
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Field 4 is the parent pid; the command name (field 2) may hold spaces.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            try:
+                os.kill(int(name), signal.SIGKILL)
+                os.waitpid(int(name), 0)
+                killed.append(int(name))
+            except (ProcessLookupError, ChildProcessError):
+                pass
+    return killed
+
+
+def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    """The logger the hook reports to, and where it writes."""
+    import logging
+    import logging.handlers
+
+    from tcv.hook.store import default_root
+
+    logger = logging.getLogger(LOGGER)
+    level = env.get("TCV_LOG_LEVEL", "info").upper()
+    logger.setLevel(getattr(logging, level, logging.INFO))
+    logger.propagate = False
+    for handler in list(logger.handlers):  # the hook is its own program: only its log
+        logger.removeHandler(handler)
+        if getattr(handler, "_tcv_hook", False):
+            handler.close()
+    target = env.get(LOG_ENV, "").strip()
+    handler: logging.Handler | None = None
+    if target in ("syslog", "") and os.path.exists(SYSLOG_SOCKET):
+        try:
+            handler = logging.handlers.SysLogHandler(
+                address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+            handler.ident = f"tcv-hook[{os.getpid()}]: "
+            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        except OSError:
+            handler = None
+    if handler is None:  # no syslog here: the file under the store
+        path = target if target not in ("", "syslog") else str(default_root(env) / "hook.log")
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(
+            logging.Formatter(
+                f"%(asctime)s tcv-hook[{os.getpid()}] %(levelname)s %(message)s",
+                "%Y-%m-%dT%H:%M:%S%z",
+            )
+        )
+    handler._tcv_hook = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    return logger
+
+
+def _annotations_from_bundle(state: State) -> State:
+    """Runtimes that leave annotations out of the state still have them in config.json."""
+    if state.annotations:
+        return state
+    try:
+        from tcv.hook.state import load_config
+
+        config = load_config(state.bundle)
+    except HookError:
+        return state
+    return State(state.id, state.bundle, state.pid, state.status, dict(config.annotations))
+
+
+def main(
+    argv: Sequence[str] = (),
+    *,
+    stdin: BinaryIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run the hook once; returns the process exit code."""
+    env = os.environ if env is None else env
+    raw = (stdin or sys.stdin.buffer).read()
+    try:
+        state = _annotations_from_bundle(parse_state(raw))
+    except HookError as err:
+        # Nothing says strict yet: a runtime that sends no state gets fail-open.
+        _log_safely(env, "warning", f"ignored: {err.line()}")
+        return 0
+    if state.image is None:
+        return 0  # the container asked for nothing (STYLE #5: leave before any import)
+    if state.status not in INJECT_STATUSES:
+        # Run at another stage (poststart, poststop): nothing to do, not an error.
+        _log_safely(env, "debug", f"container {state.id[:12]}: nothing to do at {state.status!r}")
+        return 0
+    return run(state, env)
+
+
+def _log_safely(env: Mapping[str, str], level: str, message: str) -> None:
+    try:
+        getattr(setup_logging(env), level)(message)
+    except OSError:
+        print(f"tcv-hook: {message}", file=sys.stderr)
+
+
+def run(state: State, env: Mapping[str, str]) -> int:
+    """Inject for one container under the time bound and the failure policy."""
+    if not os.environ.get("PATH"):
+        # The runtime passes only the JSON's env; skopeo must still be found.
+        os.environ["PATH"] = DEFAULT_PATH
+    try:
+        log = setup_logging(env)
+    except OSError as err:
+        print(f"tcv-hook: cannot open the log: {err}", file=sys.stderr)
+        log = None
+    cid = state.id[:12] or "?"
+    seconds = timeout_from(env)
+    started = time.monotonic()
+    message = ""
+    try:
+        with time_bound(seconds):
+            from tcv.hook.inject import inject
+
+            report = inject(state, env, deadline=started + seconds)
+    except HookTimeout as err:
+        killed = kill_children()
+        message = err.line() + (f" (stopped child processes {killed})" if killed else "")
+    except HookError as err:
+        message = err.line()
+    except Exception as err:
+        from tcv.errors import TcvError
+
+        if isinstance(err, TcvError):
+            message = err.line()
+        else:
+            message = f"unexpected {type(err).__name__}: {err}"
+            if log is not None:
+                log.debug("traceback", exc_info=True)
+    else:
+        if log is not None:
+            log.info("container %s: %s", cid, report.line())
+        return 0
+    what = f"container {cid}: cannot inject {state.image}: {message}"
+    if state.strict:
+        if log is not None:
+            log.error("%s; failing the start (inject-policy=strict)", what)
+        print(f"tcv-hook: {what}", file=sys.stderr)
+        return 1
+    if log is not None:
+        log.warning("%s; the container starts without injected kernels (fail-open)", what)
+    return 0

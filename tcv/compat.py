@@ -12,7 +12,6 @@ build (runtime/cache.py, ``triton_key()``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -109,6 +108,9 @@ def consumer_triton_version(explicit: str | None) -> str | None:
     if explicit is not None and explicit.strip():
         text = explicit.strip()
         return None if text.lower() == "any" else text
+    # Imported here: importlib.metadata costs ~18 ms, paid on every hook start otherwise.
+    import importlib.metadata
+
     for dist in TRITON_DISTRIBUTIONS:
         try:
             return _public_version(importlib.metadata.version(dist))

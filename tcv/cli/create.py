@@ -1,0 +1,87 @@
+"""``tcv -c -i IMAGE -d DIR``: build a cache image from a Triton cache (SPEC §2).
+
+Called by :class:`tcv.cli.app.Tcv` when ``-c`` is given; the switches are
+declared there (image, directory, image_format, push, tls_verify, authfile,
+creds, include_launchers, json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tcv.errors import UsageError
+from tcv.output import human_bytes, render_json
+from tcv.registry import RegistryOptions
+
+
+def registry_options(tls_verify: str | bool, authfile: Any, creds: str | None) -> RegistryOptions:
+    """The registry switches as :class:`RegistryOptions` (``--tls-verify`` is a
+    "true"/"false" string on the command line)."""
+    verify = tls_verify if isinstance(tls_verify, bool) else str(tls_verify).lower() != "false"
+    return RegistryOptions(
+        tls_verify=verify,
+        authfile=str(authfile) if authfile else None,
+        creds=creds or None,
+    )
+
+
+def render_human(result: Any) -> str:
+    """What a person sees after ``tcv -c``: the reference and digest first."""
+    lines = [
+        f"image:   {result.image}",
+        f"digest:  {result.digest}",
+        f"kernels: {result.entries} ({human_bytes(result.bytes)})",
+    ]
+    if result.skipped:
+        lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
+    if result.pushed:
+        lines.append(f"pushed:  {result.image}")
+    else:
+        lines.append("pushed:  no (in local storage; publish with --push or buildah push)")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a cancelled CI job, ``kill``) like Ctrl-C, so the same
+    ``finally`` blocks remove the working container and staging (SPEC §8)."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_create(app: Any) -> int:
+    from tcv.create import create_image
+
+    if not app.image:
+        raise UsageError("create needs an image name", "pass -i IMAGE (e.g. -i quay.io/org/name)")
+    if not app.directory:
+        raise UsageError(
+            "create needs the Triton cache to pack",
+            "pass -d DIR (Triton's default cache is ~/.triton/cache)",
+        )
+    with sigterm_as_interrupt():
+        result = create_image(
+            Path(app.directory).expanduser(),
+            app.image,
+            image_format=str(app.image_format).lower(),
+            push=bool(app.push),
+            registry=registry_options(app.tls_verify, app.authfile, app.creds),
+            include_launchers=bool(app.include_launchers),
+        )
+    print(render_json(result.to_json()) if app.json else render_human(result))
+    return 0

@@ -1,0 +1,314 @@
+"""Create: scan a Triton cache, build its OCI image with buildah, optionally push.
+
+The flow of ``tcv -c`` and ``tcv-build`` (SPEC §2, §3, §6):
+
+1. scan the cache with the cache model (only kernel entries; launchers,
+   leftovers and locks are skipped);
+2. write the manifest and the reproducible layer tar into a fresh staging
+   directory under ``/tmp/.tcv/`` (SPEC §8);
+3. ``buildah from scratch`` → ``add`` the tar → ``config --label`` the SPEC §3
+   labels → ``commit`` (``--format oci`` or ``docker``), see
+   :mod:`tcv.buildah` for why the layer digest is reproducible;
+4. with ``push``, ``buildah push`` to the registry.
+
+The working container is removed whatever happens (failure, Ctrl-C), and the
+staging directory with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcv import buildah
+from tcv.cache import ScanResult, scan_cache
+from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
+from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
+from tcv.layer import plan_layer, source_date_epoch, write_layer_file
+from tcv.manifest import CACHE_DIR, MANIFEST_PATH, build_labels, build_manifest, manifest_json
+from tcv.registry import RegistryOptions
+from tcv.staging import staging_dir, staging_root
+
+log = logging.getLogger(__name__)
+
+# What a failed push says when the registry cannot be reached at all
+# (containers/image and Go's net package wording).
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|network is unreachable|no route to host|"
+    r"dial tcp|server gave HTTP response to HTTPS client|tls: |x509: |connection reset",
+    re.IGNORECASE,
+)
+_UNAUTHORIZED = re.compile(r"unauthorized|authentication required|denied|401|403", re.I)
+# Skip reasons of the cache scan that are I/O failures, not "not a kernel".
+_IO_SKIP = re.compile(r"\bcannot (read|list|stat)\b")
+
+
+@dataclass(frozen=True)
+class CreateTarget:
+    """Where the image goes: ``local`` is the name in containers-storage,
+    ``push_to`` the registry reference when pushing (else None)."""
+
+    local: str
+    title: str
+    push_to: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    image: str
+    digest: str
+    image_id: str
+    entries: int
+    bytes: int
+    pushed: bool
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id)."""
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "id": self.image_id,
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "pushed": self.pushed,
+        }
+
+
+def image_title(reference: str) -> str:
+    """``org.opencontainers.image.title``: the repository's last component,
+    without tag or digest (``quay.io/x/triton-kernel:1`` → ``triton-kernel``),
+    as the Go tools set it."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def resolve_target(image: str, *, push: bool) -> CreateTarget:
+    """Check IMAGE for create (UsageError, exit 3, when it cannot be one)."""
+    ref = parse_image_ref(image)
+    if ref.transport not in (DOCKER, CONTAINERS_STORAGE):
+        raise UsageError(
+            f"cannot create {image!r}: create writes to local storage and registries",
+            f"create a registry name, then 'skopeo copy containers-storage:NAME {image}'",
+        )
+    name = ref.name
+    if ref.transport == CONTAINERS_STORAGE:
+        if push:
+            raise UsageError(
+                f"cannot push {image!r}: containers-storage is local",
+                "give a registry reference (REGISTRY/REPOSITORY[:TAG]) with --push",
+            )
+        return CreateTarget(local=name, title=image_title(name))
+    if "@" in name:
+        raise UsageError(
+            f"cannot create {image!r}: a digest names an existing image",
+            "give a tag instead (REPOSITORY:TAG); the new digest is printed when done",
+        )
+    return CreateTarget(
+        local=name, title=image_title(name), push_to=f"docker://{name}" if push else None
+    )
+
+
+def scan_for_create(cache_dir: Path, *, include_launchers: bool = False) -> ScanResult:
+    """Scan and refuse what cannot make a faithful image: no kernels at all,
+    or kernels that could not be read (an image silently missing them would
+    recompile on every host)."""
+    scan = scan_cache(cache_dir, include_launchers=include_launchers)
+    unreadable = [s for s in scan.skipped if _IO_SKIP.search(s.reason)]
+    if unreadable:
+        first = unreadable[0]
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        raise CreateError(
+            f"cannot pack {cache_dir}/{first.path}: {first.reason}{more}",
+            "make the cache readable by this user (chmod -R u+rX), or run as its owner",
+        )
+    if not scan.entries:
+        skip = scan.skipped[0] if scan.skipped else None
+        more = f" (and {len(scan.skipped) - 1} more)" if len(scan.skipped) > 1 else ""
+        why = f"; skipped {skip.path}: {skip.reason}{more}" if skip else ""
+        raise CreateError(
+            f"no Triton kernels in {cache_dir}{why}",
+            "point -d at a Triton cache directory (Triton's default is ~/.triton/cache)",
+        )
+    for s in scan.skipped:
+        log.info("skipped %s: %s", s.path, s.reason)
+    log.info("packing %d kernels from %s", len(scan.entries), cache_dir)
+    return scan
+
+
+def _create_error(err: ToolError) -> CreateError:
+    return CreateError(err.message, err.hint)
+
+
+def _last_error(err: ToolError) -> str:
+    """The tool's final error line without log decoration (buildah logs each
+    retry as a warning, then prints ``Error: ...``)."""
+    lines = [ln.strip() for ln in err.stderr_tail.split(" | ") if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    line = (errors or lines or [err.message])[-1]
+    return line.removeprefix("Error:").strip()
+
+
+def _push_error(err: ToolError, image: str) -> Exception:
+    if err.returncode is None:  # buildah missing or timed out
+        return CreateError(err.message, err.hint)
+    detail = _last_error(err)
+    host = image.split("/", 1)[0]
+    kept = f"the image stays in local storage (push it later with: buildah push {image})"
+    unreachable = _UNREACHABLE.search(detail)
+    if unreachable:
+        if re.search(r"HTTP response to HTTPS client|tls: |x509: ", detail):
+            hint = "for a plain-HTTP or self-signed registry add --tls-verify=false"
+        else:
+            hint = "check the registry address and that it is up"
+        cause = detail.rsplit(": ", 1)[-1] if "dial tcp" in detail else unreachable.group(0)
+        return ImageNotFoundError(
+            f"built {image} but cannot reach registry {host}: {cause}", f"{hint}; {kept}"
+        )
+    if _UNAUTHORIZED.search(detail):
+        return CreateError(
+            f"built {image} but registry {host} refused the push: {detail}",
+            f"log in (buildah login {host}) or pass --authfile/--creds; {kept}",
+        )
+    return CreateError(f"built {image} but cannot push it: {detail}", kept)
+
+
+def create_image(
+    cache_dir: Path | str,
+    image: str,
+    *,
+    image_format: str = "oci",
+    push: bool = False,
+    registry: RegistryOptions | None = None,
+    include_launchers: bool = False,
+    timestamp: int | None = None,
+) -> CreateResult:
+    """Build (and optionally push) the cache image of ``cache_dir`` as ``image``."""
+    if image_format not in buildah.FORMATS:
+        raise UsageError(f"unknown image format {image_format!r}", "use --format oci or docker")
+    target = resolve_target(image, push=push)
+    registry = registry or RegistryOptions()
+    mtime = source_date_epoch() if timestamp is None else timestamp
+    root = Path(cache_dir)
+    buildah.require_buildah()
+    scan = scan_for_create(root, include_launchers=include_launchers)
+    entries = scan.entries
+    # source_root records where the cache came from (SPEC §3); it lives in the
+    # manifest, never as a path inside the tar.
+    manifest = manifest_json(build_manifest(entries, str(root.resolve())))
+    labels = build_labels(entries, target.title)
+
+    with _staging() as stage:
+        members = plan_layer(
+            root, entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
+        )
+        layer = stage / "layer.tar"
+        write_layer_file(members, layer, mtime=mtime)
+        image_id = _build(layer, labels, target.local, image_format, mtime, stage)
+        try:
+            digest = buildah.image_digest(target.local)
+        except ToolError as err:
+            raise _create_error(err) from None
+        pushed = False
+        if target.push_to:
+            try:
+                digest = buildah.push(
+                    target.local, target.push_to, registry, digestfile=stage / "digest"
+                )
+            except ToolError as err:
+                raise _push_error(err, target.local) from None
+            pushed = True
+    return CreateResult(
+        image=target.local,
+        digest=digest,
+        image_id=image_id,
+        entries=len(entries),
+        bytes=sum(e.bytes for e in entries),
+        pushed=pushed,
+        skipped=[{"path": s.path, "reason": s.reason} for s in scan.skipped],
+    )
+
+
+@contextlib.contextmanager
+def _staging() -> Iterator[Path]:
+    """:func:`staging_dir`, with a failure to make it reported as one line."""
+    entered = False
+    try:
+        with staging_dir("create-") as stage:
+            entered = True
+            yield stage
+    except OSError as err:
+        if entered:
+            raise
+        raise CreateError(
+            f"cannot make a staging directory under {staging_root()}: {err.strerror or err}",
+            "make it writable for this user, or point $TCV_STAGING_ROOT at a directory that is",
+        ) from None
+
+
+def _build(
+    layer: Path, labels: dict[str, str], image: str, image_format: str, mtime: int, stage: Path
+) -> str:
+    """from scratch → add → config → commit; the working container never outlives this."""
+    name = buildah.container_name()
+    committed = False
+    try:
+        try:
+            buildah.from_scratch(name)
+            buildah.add(name, layer, "/")
+            buildah.config_labels(name, labels)
+            image_id = buildah.commit(
+                name,
+                image,
+                image_format=image_format,
+                timestamp=mtime,
+                iidfile=stage / "iid",
+                remove=True,
+            )
+        except ToolError as err:
+            raise _create_error(err) from None
+        committed = True
+        return image_id
+    finally:
+        if not committed:
+            # Also on Ctrl-C: `buildah rm` unmounts and deletes the container
+            # (it may not exist yet if `from` was interrupted; that is fine).
+            buildah.remove_container(name)
+
+
+@dataclass(frozen=True)
+class ContextResult:
+    out: Path
+    entries: int
+    bytes: int
+
+
+def write_build_context(
+    cache_dir: Path | str,
+    image: str,
+    out: Path | str,
+    *,
+    include_launchers: bool = False,
+    timestamp: int | None = None,
+) -> ContextResult:
+    """``tcv-build --context-only``: the same layer and labels as
+    :func:`create_image`, written as a Containerfile build context."""
+    from tcv.containerfile import write_context
+
+    target = resolve_target(image, push=False)
+    mtime = source_date_epoch() if timestamp is None else timestamp
+    root = Path(cache_dir)
+    scan = scan_for_create(root, include_launchers=include_launchers)
+    manifest = manifest_json(build_manifest(scan.entries, str(root.resolve())))
+    labels = build_labels(scan.entries, target.title)
+    members = plan_layer(
+        root, scan.entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
+    )
+    path = write_context(Path(out), members, labels, image=target.local, mtime=mtime)
+    return ContextResult(path, len(scan.entries), sum(e.bytes for e in scan.entries))

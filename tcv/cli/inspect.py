@@ -1,13 +1,90 @@
-"""``tcv inspect``: print an image's summary labels without downloading layers."""
+"""``tcv inspect IMAGE``: an image's summary labels, without downloading layers."""
 
 from __future__ import annotations
 
+from plumbum import cli
+
 from tcv.cli.base import TcvApplication
-from tcv.errors import UsageError
+from tcv.cli.options import JsonOption
+from tcv.errors import EXIT_OK
 
 
-class Inspect(TcvApplication):
-    """Print an image's summary labels without downloading layers"""
+class Inspect(TcvApplication, JsonOption):
+    """Print what a Triton cache image says about itself — digest, labels, and the
+    targets of its summary (backend, arch, warp size, Triton and PTX versions, kernel
+    counts) — reading only its manifest and config, never a layer.
 
-    def main(self) -> int:
-        raise UsageError("tcv inspect is not implemented yet")
+    IMAGE is a registry reference (docker://, the default), containers-storage:NAME,
+    oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE. Exit status 5 when the
+    image cannot be found or the registry cannot be reached."""
+
+    PROGNAME = "tcv inspect"
+    USAGE = "    tcv inspect IMAGE [--json] [--tls-verify=false] [--authfile FILE]\n"
+
+    tls_verify = cli.SwitchAttr(
+        ["--tls-verify"],
+        cli.Set("true", "false", case_sensitive=False),
+        default="true",
+        argname="BOOL",
+        help="require HTTPS and valid certificates when talking to the registry",
+    )
+    authfile = cli.SwitchAttr(
+        ["--authfile"],
+        cli.ExistingFile,
+        default=None,
+        argname="FILE",
+        help="registry credentials (default: the containers auth files, as podman uses)",
+    )
+    creds = cli.SwitchAttr(
+        ["--creds"], str, default=None, argname="USER[:PASSWORD]", help="registry credentials"
+    )
+
+    def main(self, image: str) -> int:
+        from tcv.cli.extract import registry_options
+        from tcv.extract import inspect_image
+        from tcv.imageref import parse_image_ref
+        from tcv.output import render_json
+
+        desc = inspect_image(parse_image_ref(image), registry_options(self))
+        if self.json:
+            print(render_json(desc.to_json()))
+        else:
+            print(render_description(desc))
+        return EXIT_OK
+
+
+def render_description(desc) -> str:  # type: ignore[no-untyped-def]
+    """The human form: the image, its labels, then one row per summary target."""
+    from tcv.manifest import LABEL_SUMMARY
+    from tcv.output import human_bytes, render_table
+
+    size = desc.cache_size
+    head = [
+        ["image", str(desc.ref)],
+        ["digest", desc.digest or "-"],
+        ["kernels", desc.entry_count if desc.entry_count is not None else "-"],
+        ["size", human_bytes(size) if size is not None else "-"],
+    ]
+    for name, value in sorted(desc.labels.items()):
+        if name != LABEL_SUMMARY:
+            head.append([name, value])
+    lines = [render_table(["FIELD", "VALUE"], head), ""]
+    if desc.targets is None:
+        lines.append(
+            "no cache.triton.image/summary label: not a TCV cache image, or one made by an "
+            "older tool (tcv -e still reads its kernels' metadata after the pull)"
+        )
+    else:
+        rows = [
+            [
+                t.backend,
+                t.arch,
+                t.warp_size,
+                t.triton_version,
+                f"{t.ptx_version // 10}.{t.ptx_version % 10}" if t.ptx_version else None,
+                t.entries,
+            ]
+            for t in desc.targets
+        ]
+        lines.append(render_table(["BACKEND", "ARCH", "WARP", "TRITON", "PTX", "KERNELS"], rows))
+    return "\n".join(lines)

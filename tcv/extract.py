@@ -1,0 +1,442 @@
+"""Extract: preflight, pull, validate, filter, relocate, install (SPEC §2–§5, §8).
+
+1. Preflight: ``skopeo inspect`` reads the manifest and config only; the
+   summary label is checked against the host's GPUs, and an image where no
+   target fits stops here (exit 4) before a single layer byte moves.
+2. Pull into a fresh staging directory (``skopeo copy`` to a ``dir:`` layout,
+   pinned to the digest the preflight read), unpack every layer in order with
+   the checks of :mod:`tcv.unpack`, and verify each file against the image
+   manifest's sha256 when the manifest carries them.
+3. Filter per kernel with the compatibility engine, then install the kernels
+   that fit with :func:`tcv.install.install_kernels` (relocated, atomic,
+   locked). Staging is removed on success, failure and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcv import skopeo
+from tcv.errors import ExtractError, IncompatibleError
+from tcv.gpu.model import HostGpus
+from tcv.imageref import ImageRef, parse_image_ref
+from tcv.kernel import KernelEntry, Target
+from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
+from tcv.progress import DirWatcher, Progress
+from tcv.registry import RegistryOptions
+from tcv.staging import staging_dir
+from tcv.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = f"{MANIFEST_TREE}/manifest.json"
+_MANIFEST_MAX = 256 * 1024 * 1024
+
+NO_FIT_HINT = (
+    "pass --gpu SPEC to extract for another GPU, or --no-gpu-check to install every kernel"
+)
+
+
+# ---------------------------------------------------------------- description
+
+
+@dataclass(frozen=True)
+class ImageDescription:
+    """What the image says about itself before any layer is read."""
+
+    ref: ImageRef
+    digest: str
+    labels: dict[str, str]
+    summary: dict[str, Any] | None  # the summary label, decoded
+    targets: list[Target] | None  # None: the image has no (readable) summary label
+
+    @property
+    def entry_count(self) -> int | None:
+        return _int_label(self.labels, LABEL_ENTRY_COUNT)
+
+    @property
+    def cache_size(self) -> int | None:
+        return _int_label(self.labels, LABEL_CACHE_SIZE)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``tcv inspect --json`` document (SPEC §2)."""
+        return {
+            "image": str(self.ref),
+            "digest": self.digest,
+            "labels": dict(self.labels),
+            "summary": self.summary,
+        }
+
+
+def _int_label(labels: Mapping[str, str], name: str) -> int | None:
+    value = labels.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDescription:
+    """Decode the summary label (pure). An unreadable summary is treated as absent,
+    with a warning: the per-kernel check after the pull still decides."""
+    from tcv.manifest import ManifestError, parse_summary
+
+    text = labels.get(LABEL_SUMMARY)
+    summary: dict[str, Any] | None = None
+    targets: list[Target] | None = None
+    if text:
+        try:
+            decoded = json.loads(text)
+            targets = parse_summary(text)
+            summary = decoded if isinstance(decoded, dict) else {"targets": decoded}
+        except (ValueError, ManifestError) as err:
+            log.warning("ignoring the unreadable summary label of %s: %s", ref, err)
+    return ImageDescription(ref, digest, dict(labels), summary, targets)
+
+
+def inspect_image(
+    ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None
+) -> ImageDescription:
+    """Digest and labels of ``ref``, without downloading a layer."""
+    info = skopeo.inspect(ref, opts, timeout=timeout)
+    return describe(ref, info.digest, info.labels)
+
+
+def preflight_verdicts(
+    desc: ImageDescription, host: HostGpus, triton_version: str | None = None
+) -> list[tuple[Target, str | None]]:
+    """Each summary target with None when it fits ``host``, else the reason.
+
+    The consuming Triton's version is only held against targets that state
+    their own: the Go tools' summaries carry none, and their kernels' real
+    versions are read after the pull.
+    """
+    from tcv.compat import check_targets
+
+    out: list[tuple[Target, str | None]] = []
+    for target in desc.targets or []:
+        consumer = triton_version if target.triton_version else None
+        out.extend(check_targets([target], host, triton_version=consumer))
+    return out
+
+
+def target_label(t: Target) -> str:
+    text = f"{t.backend}:{t.arch}"
+    if t.warp_size is not None:
+        text += f":{t.warp_size}"
+    return text
+
+
+def preflight(
+    ref: ImageRef,
+    opts: RegistryOptions,
+    host: HostGpus,
+    *,
+    triton_version: str | None = None,
+    timeout: float | None = None,
+) -> ImageDescription:
+    """Inspect ``ref`` and raise :class:`IncompatibleError` (exit 4) when no target
+    of its summary fits ``host``. An image without a summary passes: its kernels
+    are judged one by one after the pull."""
+    desc = inspect_image(ref, opts, timeout=timeout)
+    if desc.targets is None:
+        log.info("%s has no summary label: checking its kernels after the pull", ref)
+        return desc
+    verdicts = preflight_verdicts(desc, host, triton_version)
+    if verdicts and all(reason is not None for _, reason in verdicts):
+        why = "; ".join(f"{target_label(t)} ({reason})" for t, reason in verdicts)
+        raise IncompatibleError(f"nothing in {ref} fits this host: {why}", NO_FIT_HINT)
+    return desc
+
+
+# ---------------------------------------------------------------- fetching
+
+
+@dataclass
+class FetchedImage:
+    """An image pulled, unpacked and verified into a directory.
+
+    ``entries``: the kernels, from the image manifest (or read from the
+    unpacked metadata for images whose manifest lists no files);
+    ``skipped``: (key or path, reason) for what is not usable.
+    """
+
+    digest: str
+    labels: dict[str, str]
+    entries: list[KernelEntry]
+    cache_root: Path
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    description: ImageDescription | None = None
+
+
+def fetch_image(
+    ref: ImageRef,
+    opts: RegistryOptions,
+    into: Path,
+    *,
+    host: HostGpus | None = None,
+    max_size: int | None = None,
+    progress: Progress | None = None,
+    triton_version: str | None = None,
+    timeout: float | None = None,
+) -> FetchedImage:
+    """Preflight (when ``host`` is given), pull, unpack and verify ``ref`` into
+    ``into`` (an empty directory the caller owns and removes). The pulled blobs
+    are deleted once unpacked; ``cache_root`` holds the kernel directories."""
+    progress = progress or Progress()
+    desc = None
+    if host is not None:
+        desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
+    layout = into / "image"
+    root = into / "root"
+    root.mkdir(mode=0o700)
+    progress.start("pull")
+    with DirWatcher(layout, progress):
+        skopeo.copy_to_dir(ref.pinned(desc.digest if desc else ""), opts, layout, timeout=timeout)
+    progress.finish()
+    raw, manifest = skopeo.read_dir_manifest(layout)
+    digest = desc.digest if desc and desc.digest else skopeo.manifest_digest(raw)
+    labels = desc.labels if desc else _config_labels(layout, manifest)
+    if desc is None:
+        desc = describe(ref, digest, labels)
+    layers = _layers(layout, manifest)
+    limit = max_size if max_size is not None else desc.cache_size
+    progress.start("unpack", sum(p.stat().st_size for p, _ in layers))
+    unpacked = unpack_layers(layers, root, max_bytes=limit, progress=progress.update)
+    progress.finish()
+    shutil.rmtree(layout, ignore_errors=True)
+    entries, skipped = resolve_entries(unpacked)
+    return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
+
+
+def _config_labels(layout: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    config = manifest.get("config")
+    if not isinstance(config, Mapping) or not isinstance(config.get("digest"), str):
+        return {}
+    try:
+        data = json.loads(skopeo.blob_path(layout, config["digest"]).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    labels = (data.get("config") or {}).get("Labels") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _layers(layout: Path, manifest: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    if manifest.get("schemaVersion") == 1:
+        raise ExtractError(
+            "the image uses the Docker schema 1 manifest, which TCV does not read",
+            "rebuild the image with tcv -c (or any current builder)",
+        )
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ExtractError("the image manifest lists no layers: not a Triton cache image")
+    out = []
+    for desc in layers:
+        if not isinstance(desc, Mapping) or not isinstance(desc.get("digest"), str):
+            raise ExtractError("the image manifest has a malformed layer entry")
+        out.append((skopeo.blob_path(layout, desc["digest"]), str(desc.get("mediaType", ""))))
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _norm_sha(value: str) -> str:
+    return value.lower().removeprefix("sha256:")
+
+
+def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
+    """The kernels of an unpacked image and what was skipped, with reasons.
+
+    With a manifest that lists files (SPEC §3), its entries are the kernels and
+    every file must match its size and sha256 — any difference refuses the
+    image. Older manifests (bare array, no ``files``) and images without one
+    (the Go tools') are read from the unpacked metadata with the cache scanner.
+    """
+    from tcv.cache import key_candidates, scan_cache
+    from tcv.manifest import ManifestError, parse_manifest
+
+    cache_root = unpacked.cache_root
+    if not cache_root.is_dir():
+        raise ExtractError(
+            f"the image has no {CACHE_TREE}/ directory: it is not a Triton cache image",
+            "check the image name; cache images are made with tcv -c",
+        )
+    manifest_path = unpacked.root / MANIFEST_FILE
+    entries: list[KernelEntry] = []
+    if manifest_path.is_file() and not manifest_path.is_symlink():
+        if manifest_path.stat().st_size > _MANIFEST_MAX:
+            raise ExtractError("the image's manifest.json is implausibly large")
+        try:
+            entries = parse_manifest(json.loads(manifest_path.read_bytes()))
+        except ValueError as err:
+            if isinstance(err, ManifestError):
+                raise
+            raise ExtractError(f"the image's manifest.json is not valid JSON: {err}") from None
+    if not entries or not all(e.files for e in entries):
+        scan = scan_cache(cache_root)
+        return list(scan.entries), [(s.path, s.reason) for s in scan.skipped]
+
+    dirs = {d.name for d in os.scandir(cache_root) if d.is_dir(follow_symlinks=False)}
+    per_dir: dict[str, int] = {}
+    for rel in unpacked.files:
+        key = rel.partition("/")[0]
+        per_dir[key] = per_dir.get(key, 0) + 1
+    kernels: list[KernelEntry] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        key = entry.key
+        if key not in dirs and entry.hash:
+            key = next((k for k in key_candidates(entry.hash) if k in dirs), key)
+        if key not in dirs:
+            skipped.append((entry.key, "listed in the image manifest but not in its layers"))
+            continue
+        _verify(key, entry, unpacked.files, per_dir.get(key, 0))
+        seen.add(key)
+        if key != entry.key:
+            from dataclasses import replace
+
+            entry = replace(entry, key=key)
+        kernels.append(entry)
+    for key in sorted(dirs - seen):
+        skipped.append((key, "not listed in the image manifest"))
+    return kernels, skipped
+
+
+def _verify(key: str, entry: KernelEntry, files: Mapping[str, bytes], present: int) -> None:
+    """Every file the manifest lists is in the layer with its sha256, and the
+    layer's kernel directory holds nothing else (``present`` files in all)."""
+    for name, info in entry.files.items():
+        got = files.get(f"{key}/{name}")
+        if got is None:
+            raise ExtractError(
+                f"kernel {key}: {name} is listed in the image manifest but missing from the layer",
+                "the image is damaged: rebuild it with tcv -c",
+            )
+        try:
+            want = bytes.fromhex(_norm_sha(info.sha256))
+        except ValueError:
+            raise ExtractError(
+                f"kernel {key}: the image manifest gives {name} a malformed sha256"
+            ) from None
+        if got != want:
+            raise ExtractError(
+                f"kernel {key}: {name} does not match the sha256 in the image manifest",
+                "the image is damaged or was altered: rebuild it with tcv -c",
+            )
+    if present != len(entry.files):
+        prefix = key + "/"
+        extra = sorted(
+            rel[len(prefix) :]
+            for rel in files
+            if rel.startswith(prefix) and rel[len(prefix) :] not in entry.files
+        )
+        raise ExtractError(
+            f"kernel {key}: {extra[0] if extra else 'a file'} is in the layer but not in "
+            "the image manifest",
+            "the image is damaged or was altered: rebuild it with tcv -c",
+        )
+
+
+# ---------------------------------------------------------------- extract
+
+
+@dataclass
+class ExtractReport:
+    image: str
+    digest: str
+    dest: Path
+    entries: dict[str, KernelEntry] = field(default_factory=dict)
+    installed: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    fitting: int = 0  # kernels that fit the host (or all, without the GPU check)
+
+    @property
+    def nothing_fits(self) -> bool:
+        return self.fitting == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``tcv -e --json`` document (SPEC §2); replaced kernels count as installed."""
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "dest": str(self.dest),
+            "installed": sorted(self.installed + self.replaced),
+            "present": sorted(self.present),
+            "skipped": [{"key": k, "reason": r} for k, r in self.skipped],
+        }
+
+
+DIFFERING_REASON = "a different kernel is already installed under this key — --force replaces it"
+
+
+def extract_image(
+    ref: ImageRef,
+    opts: RegistryOptions,
+    dest: Path,
+    *,
+    host: HostGpus | None,
+    triton_version: str | None = None,
+    force: bool = False,
+    max_size: int | None = None,
+    progress: Progress | None = None,
+) -> ExtractReport:
+    """The whole of ``tcv -e``. ``host`` None installs every kernel (``--no-gpu-check``).
+
+    Raises :class:`IncompatibleError` when the preflight finds nothing that fits;
+    a report where nothing fits per kernel is returned (the CLI exits 4).
+    """
+    from tcv.compat import check_entries
+    from tcv.install import install_kernels, is_valid_key
+
+    with staging_dir("extract-") as stage:
+        fetched = fetch_image(
+            ref,
+            opts,
+            stage,
+            host=host,
+            max_size=max_size,
+            progress=progress,
+            triton_version=triton_version,
+        )
+        report = ExtractReport(str(ref), fetched.digest, dest)
+        report.entries = {e.key: e for e in fetched.entries}
+        report.skipped.extend(fetched.skipped)
+        candidates = []
+        for e in fetched.entries:
+            if is_valid_key(e.key):
+                candidates.append(e)
+            else:
+                report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
+        if host is None:
+            fitting = [e.key for e in candidates]
+        else:
+            verdicts = check_entries(candidates, host, triton_version=triton_version)
+            fitting = verdicts.compatible
+            report.skipped.extend(verdicts.incompatible)
+        report.fitting = len(fitting)
+        if fitting:
+            result = install_kernels(fetched.cache_root, fitting, dest, force=force, move=True)
+            report.installed = result.installed
+            report.present = result.present
+            report.replaced = result.replaced
+            report.skipped.extend((k, DIFFERING_REASON) for k in result.differing)
+    return report
+
+
+def image_entries(ref_text: str, registry_options: RegistryOptions) -> list[KernelEntry]:
+    """The kernel entries of an image, for ``tcv check -i``: the image is pulled
+    and verified in staging (the manifest lives in the layer), then removed."""
+    ref = parse_image_ref(ref_text)
+    with staging_dir("check-") as stage:
+        return fetch_image(ref, registry_options, stage).entries

@@ -1,0 +1,748 @@
+"""Safe layer unpacking (SPEC §3, §8): media types, escapes, devices, sizes.
+
+A cache image is data, never a root filesystem: the layers are applied in
+order into a fresh staging directory, and any entry that could reach outside
+it or carry privileges makes the whole image refused — absolute names, ``..``,
+symlinks or hard links leaving the root, paths through a symlink, device
+nodes, fifos, setuid/setgid bits. Only the two trees of SPEC §3
+(``io.triton.cache/`` and ``io.triton.manifest/``) are written; every regular
+file of the cache tree is hashed while it streams past, so the manifest's
+sha256 can be checked without reading the files again. The bytes written are
+counted against a limit (the ``cache-size-bytes`` label or ``--max-size``).
+
+The tar stream is read by a small reader of the POSIX/GNU formats (ustar
+headers, PAX ``x``/``g`` records, GNU long names) rather than :mod:`tarfile`:
+a cache layer holds tens of thousands of small files and the per-entry cost
+of the general module dominated extraction. File creation, which costs the
+kernel the most, runs on a few threads while the stream is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import queue
+import shutil
+import stat
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from tcv.errors import ExtractError, TcvError
+
+CACHE_TREE = "io.triton.cache"
+MANIFEST_TREE = "io.triton.manifest"
+KEPT_TREES = (CACHE_TREE, MANIFEST_TREE)
+_CACHE_PREFIX = CACHE_TREE + "/"
+
+MEDIA_TAR = (
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+)
+MEDIA_GZIP = (
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+MEDIA_ZSTD = (
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
+)
+LAYER_MEDIA_TYPES = MEDIA_TAR + MEDIA_GZIP + MEDIA_ZSTD
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+# What is not the cache (the manifest) gets its own allowance: a 10,000-kernel
+# manifest is a few MB.
+DEFAULT_OTHER_LIMIT = 256 * 1024 * 1024
+_CHUNK = 1 << 20
+_BIG_FILE = 1 << 20  # larger files stream to disk on the parsing thread
+_BATCH_BYTES = 2 << 20
+_BLOCK = 512
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_WRITERS = 1
+_BATCH = 64
+
+# Tar type flags (POSIX.1-2001 / GNU).
+REGULAR = (b"0", b"\0", b"7")
+HARDLINK = b"1"
+SYMLINK = b"2"
+CHARDEV = b"3"
+BLOCKDEV = b"4"
+DIRECTORY = b"5"
+FIFO = b"6"
+PAX_LOCAL = b"x"
+PAX_GLOBAL = b"g"
+GNU_LONGNAME = b"L"
+GNU_LONGLINK = b"K"
+
+
+class UnsafeLayerError(ExtractError):
+    """A layer entry that could escape the staging root or carry privileges."""
+
+
+@dataclass
+class Header:
+    """One tar entry's header, after PAX and GNU long-name records are applied."""
+
+    name: str
+    type: bytes = REGULAR[0]
+    size: int = 0
+    mode: int = 0o644
+    linkname: str = ""
+
+    def isreg(self) -> bool:
+        return self.type in REGULAR
+
+    def isdir(self) -> bool:
+        return self.type == DIRECTORY
+
+
+@dataclass
+class UnpackResult:
+    """What was written under ``root``.
+
+    ``files`` maps each regular file of the cache tree, relative to it
+    (``KEY/name``), to its sha256 digest (32 bytes: a 10,000-kernel image has
+    80,000 files, and this map is what stays in memory).
+    """
+
+    root: Path
+    files: dict[str, bytes] = field(default_factory=dict)
+    cache_bytes: int = 0
+    other_bytes: int = 0
+    members: int = 0
+
+    @property
+    def cache_root(self) -> Path:
+        return self.root / CACHE_TREE
+
+
+# ---------------------------------------------------------------- pure checks
+
+
+def compression_of(media_type: str, head: bytes) -> str:
+    """``"gzip"``, ``"zstd"`` or ``"tar"`` for a layer.
+
+    The media type must be a tar layer type (SPEC §3); the bytes themselves
+    decide the decompressor, as containers/image does, so a layer mislabelled by
+    another tool still reads.
+    """
+    if media_type not in LAYER_MEDIA_TYPES:
+        raise ExtractError(
+            f"the image has a layer of media type {media_type!r}, which is not a tar layer",
+            "TCV reads tar, tar+gzip and tar+zstd layers (SPEC §3)",
+        )
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "tar"
+
+
+def normalize_name(name: str) -> str:
+    """The layer-relative path of a tar entry name, or raise
+    :class:`UnsafeLayerError` for an absolute name or one with ``..``.
+    ``""`` means the root itself."""
+    if name.startswith("/"):
+        raise UnsafeLayerError(f"the layer has an absolute path {name!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeLayerError(f"the layer has a path that climbs out of the image: {name!r}")
+    return "/".join(parts)
+
+
+def check_header(h: Header) -> str:
+    """Decide whether entry ``h`` may be unpacked at all; returns its normalized
+    name. Pure: looks at the header only."""
+    name = normalize_name(h.name)
+    if h.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise UnsafeLayerError(f"the layer has a setuid/setgid entry {h.name!r}")
+    t = h.type
+    if t in REGULAR or t == DIRECTORY:
+        return name
+    if t in (CHARDEV, BLOCKDEV):
+        raise UnsafeLayerError(f"the layer has a device node {h.name!r}")
+    if t == FIFO:
+        raise UnsafeLayerError(f"the layer has a fifo {h.name!r}")
+    if t == SYMLINK:
+        target = h.linkname
+        if target.startswith("/"):
+            raise UnsafeLayerError(
+                f"the layer has a symlink {h.name!r} to an absolute path {target!r}"
+            )
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if not name or resolved == ".." or resolved.startswith("../"):
+            raise UnsafeLayerError(
+                f"the layer has a symlink {h.name!r} pointing out of the image ({target!r})"
+            )
+        return name
+    if t == HARDLINK:
+        try:
+            target = normalize_name(h.linkname)
+        except UnsafeLayerError:
+            raise UnsafeLayerError(
+                f"the layer has a hard link {h.name!r} pointing out of the image ({h.linkname!r})"
+            ) from None
+        if not target:
+            raise UnsafeLayerError(f"the layer has a hard link {h.name!r} to the root")
+        return name
+    raise UnsafeLayerError(
+        f"the layer has an entry of unsupported type {t.decode(errors='replace')!r}: {h.name!r}"
+    )
+
+
+def _kept(name: str) -> bool:
+    return name.split("/", 1)[0] in KEPT_TREES
+
+
+# ---------------------------------------------------------------- tar reading
+
+
+class _Stream:
+    """Decompressed bytes of one layer, read in whole chunks."""
+
+    def __init__(self, raw: BinaryIO, kind: str, report: Callable[[int], None] | None, base: int):
+        self.raw = raw
+        self.report = report
+        self.done = base
+        self.buf = b""
+        self.pos = 0
+        self.kind = kind
+        if kind == "gzip":
+            self._z = zlib.decompressobj(wbits=31)
+        elif kind == "zstd":
+            # Python 3.11 has no zstd in the standard library (SPEC §3 needs tar+zstd).
+            import zstandard
+
+            self._zr = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+
+    def _chunk(self) -> bytes:
+        """The next piece of decompressed data, b"" at the end."""
+        if self.kind == "zstd":
+            data = self._zr.read(_CHUNK)
+            self._progress(self.raw.tell())
+            return data
+        while True:
+            raw = self.raw.read(_CHUNK)
+            self._progress(None, len(raw))
+            if self.kind == "tar":
+                return raw
+            if not raw:
+                if not self._z.eof:
+                    raise ExtractError("the gzip layer of the image is truncated")
+                return b""
+            out = self._z.decompress(raw)
+            # Several gzip members one after the other (pigz, some builders).
+            while self._z.eof and self._z.unused_data:
+                rest = self._z.unused_data
+                self._z = zlib.decompressobj(wbits=31)
+                out += self._z.decompress(rest)
+            if out:
+                return out
+
+    def _progress(self, absolute: int | None, delta: int = 0) -> None:
+        if absolute is not None:
+            self.done = absolute
+        else:
+            self.done += delta
+        if self.report:
+            self.report(self.done)
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or fewer only at the end of the stream."""
+        avail = len(self.buf) - self.pos
+        if avail >= n:
+            out = self.buf[self.pos : self.pos + n]
+            self.pos += n
+            return out
+        parts = [self.buf[self.pos :]]
+        self.buf, self.pos = b"", 0
+        while avail < n:
+            chunk = self._chunk()
+            if not chunk:
+                break
+            need = n - avail
+            if len(chunk) > need:
+                parts.append(chunk[:need])
+                self.buf, self.pos = chunk, need
+                avail = n
+            else:
+                parts.append(chunk)
+                avail += len(chunk)
+        return b"".join(parts)
+
+
+def _octal(field: bytes, what: str) -> int:
+    if field and field[0] & 0x80:
+        # GNU base-256 for large numbers; a negative one is never valid here.
+        if field[0] & 0x40:
+            raise ExtractError(f"the layer has a negative {what} in a tar header")
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip(b" \0")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ExtractError(f"the layer has a malformed {what} in a tar header") from None
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos : pos + 1] == b"\0":
+            break
+        sp = data.find(b" ", pos)
+        try:
+            length = int(data[pos:sp])
+        except ValueError:
+            raise ExtractError("the layer has a malformed PAX header") from None
+        if sp < 0 or length <= 0 or pos + length > len(data):
+            raise ExtractError("the layer has a malformed PAX header")
+        record = data[sp + 1 : pos + length - 1]  # without the trailing newline
+        key, eq, value = record.partition(b"=")
+        if not eq:
+            raise ExtractError("the layer has a malformed PAX header")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _padded(size: int) -> int:
+    return (size + _BLOCK - 1) // _BLOCK * _BLOCK
+
+
+def read_headers(stream: _Stream) -> Iterator[Header]:
+    """Yield each entry's header; the caller must consume exactly
+    ``_padded(h.size)`` bytes of data (or call :func:`skip`) before the next."""
+    global_pax: dict[str, str] = {}
+    local: dict[str, str] = {}
+    zero_blocks = 0
+    while True:
+        block = stream.read(_BLOCK)
+        if not block:
+            return  # a stream without the end-of-archive blocks; accept it
+        if len(block) < _BLOCK:
+            raise ExtractError("the layer ends in the middle of a tar header")
+        if block == b"\0" * _BLOCK:
+            zero_blocks += 1
+            if zero_blocks == 2:
+                return
+            continue
+        zero_blocks = 0
+        stored = _octal(block[148:156], "checksum")
+        if stored != sum(block[:148]) + 256 + sum(block[156:]):
+            raise ExtractError("the layer is not a valid tar archive (bad header checksum)")
+        type_ = block[156:157]
+        size = _octal(block[124:136], "size")
+        if type_ in (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
+            if size > 16 << 20:
+                raise ExtractError("the layer has an implausibly large tar extension header")
+            data = stream.read(_padded(size))[:size]
+            if len(data) < size:
+                raise ExtractError("the layer ends in the middle of a tar header")
+            if type_ == PAX_LOCAL:
+                local.update(_pax_records(data))
+            elif type_ == PAX_GLOBAL:
+                global_pax.update(_pax_records(data))
+            elif type_ == GNU_LONGNAME:
+                local["path"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            else:
+                local["linkpath"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            continue
+        name = block[0:100].split(b"\0", 1)[0]
+        if block[257:263] == b"ustar\x00":  # POSIX: the prefix field holds the rest
+            prefix = block[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        pax = {**global_pax, **local} if global_pax else local
+        local = {}
+        if any(k.startswith("GNU.sparse") for k in pax):
+            raise UnsafeLayerError("the layer has a sparse file, which a cache never holds")
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise ExtractError("the layer has a malformed PAX size") from None
+        if type_ in (DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO):
+            size = 0  # these carry no data, whatever the size field says
+        yield Header(
+            name=pax.get("path") or name.decode("utf-8", "surrogateescape"),
+            type=type_,
+            size=size,
+            mode=_octal(block[100:108], "mode"),
+            linkname=pax.get("linkpath")
+            or block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
+        )
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _Writers:
+    """A few threads that create files: the kernel's work per file dominates,
+    and os.open/os.write release the GIL while the stream is parsed."""
+
+    def __init__(self, count: int = _WRITERS) -> None:
+        # Bounded by count and size, so memory stays flat whatever the layer holds.
+        self.q: queue.Queue[list[tuple[str, bytes, int]] | None] = queue.Queue(maxsize=4)
+        self.batch: list[tuple[str, bytes, int]] = []
+        self.batch_bytes = 0
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            batch = self.q.get()
+            try:
+                if batch is None:
+                    return
+                if self.error is not None or self.cancelled:
+                    continue
+                for path, data, mode in batch:
+                    fd = os.open(path, flags, mode)
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    finally:
+                        os.close(fd)
+            except BaseException as err:  # handed to the parsing thread
+                self.error = err
+            finally:
+                self.q.task_done()
+
+    def add(self, path: str, data: bytes, mode: int) -> None:
+        self.batch.append((path, data, mode))
+        self.batch_bytes += len(data)
+        if len(self.batch) >= _BATCH or self.batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            self.q.put(self.batch)
+            self.batch = []
+            self.batch_bytes = 0
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            err = self.error
+            if isinstance(err, OSError):
+                raise ExtractError(
+                    f"cannot unpack the image: {err.strerror or err}",
+                    "check free space and permissions under the staging directory",
+                ) from None
+            raise err
+
+    def drain(self) -> None:
+        """Wait until everything queued is on disk."""
+        self._flush()
+        self.q.join()
+        self.check()
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the threads; ``cancel`` drops what is still queued (the unpack failed
+        and staging is about to be removed)."""
+        self.cancelled = cancel
+        self.batch = []
+        for _ in self.threads:
+            self.q.put(None)
+        for t in self.threads:
+            t.join()
+
+
+class _Unpacker:
+    def __init__(self, root: Path, max_bytes: int | None, max_other: int) -> None:
+        self.root = root
+        self.base = str(root) + "/"
+        self.max_bytes = max_bytes
+        self.max_other = max_other
+        self.result = UnpackResult(root)
+        # The directories ("d") and symlinks ("l") this run created under root; the
+        # files are in result.files (cache tree) and other_sizes (manifest tree).
+        # Everything under root is ours, so these maps are the truth: no lstat needed.
+        self.kinds: dict[str, str] = {}
+        self.other_sizes: dict[str, int] = {}
+        # Names written by the current layer; whiteouts only delete older ones. Not
+        # kept for the first layer (nothing older), which is every TCV image.
+        self.layer_paths: set[str] = set()
+        self.track_layer = False
+        self.writers = _Writers()
+
+    def _is_file(self, name: str) -> bool:
+        if name.startswith(_CACHE_PREFIX):
+            return name[len(_CACHE_PREFIX) :] in self.result.files
+        return name in self.other_sizes
+
+    def _kind(self, name: str) -> str | None:
+        return self.kinds.get(name) or ("f" if self._is_file(name) else None)
+
+    def _files_under(self, prefix: str) -> list[str]:
+        """Layer-relative names of the files below ``prefix`` (ending in "/")."""
+        out = [n for n in self.other_sizes if n.startswith(prefix)]
+        out += [
+            _CACHE_PREFIX + k for k in self.result.files if (_CACHE_PREFIX + k).startswith(prefix)
+        ]
+        return out
+
+    # -- paths ----------------------------------------------------------
+
+    def _parents(self, name: str, original: str) -> None:
+        """Make sure every ancestor of ``name`` is a real directory we made."""
+        parent = name.rpartition("/")[0]
+        if not parent or self.kinds.get(parent) == "d":
+            return
+        parts = parent.split("/")
+        for i in range(1, len(parts) + 1):
+            anc = "/".join(parts[:i])
+            kind = self._kind(anc)
+            if kind == "d":
+                continue
+            if kind == "l":
+                raise UnsafeLayerError(f"the layer writes {original!r} through a symlink ({anc!r})")
+            if kind == "f":
+                raise UnsafeLayerError(f"the layer writes {original!r} below a file ({anc!r})")
+            os.mkdir(self.base + anc, 0o755)
+            self.kinds[anc] = "d"
+
+    def _clear(self, name: str) -> None:
+        """Remove what an earlier entry put at ``name`` (a later entry wins)."""
+        kind = self._kind(name)
+        if kind is None:
+            return
+        self.writers.drain()  # the earlier entry may still be in flight
+        self.kinds.pop(name, None)
+        path = self.base + name
+        if kind == "d":
+            prefix = name + "/"
+            for k in self._files_under(prefix):
+                self._uncount(k)
+            shutil.rmtree(path)
+            for k in [k for k in self.kinds if k.startswith(prefix)]:
+                del self.kinds[k]
+        else:
+            if kind == "f":
+                self._uncount(name)
+            os.unlink(path)
+
+    def _uncount(self, name: str) -> None:
+        """A file removed by a later entry no longer counts against the limit:
+        the limit is on what the image unpacks to."""
+        if name.startswith(_CACHE_PREFIX):
+            if self.result.files.pop(name[len(_CACHE_PREFIX) :], None) is not None:
+                self.result.cache_bytes -= os.stat(self.base + name, follow_symlinks=False).st_size
+        else:
+            self.result.other_bytes -= self.other_sizes.pop(name, 0)
+
+    # -- entries --------------------------------------------------------
+
+    def entry(self, stream: _Stream, h: Header) -> None:
+        name = check_header(h)
+        self.result.members += 1
+        if not name or not _kept(name):
+            self._skip(stream, _padded(h.size))  # outside the trees of SPEC §3: never written
+            return
+        base = name.rpartition("/")[2]
+        if base.startswith(_WHITEOUT):
+            self._skip(stream, _padded(h.size))
+            self._whiteout(name, base)
+            return
+        if self.track_layer:
+            self.layer_paths.add(name)
+        self._parents(name, h.name)
+        if h.isreg():
+            if name in self.kinds or self._is_file(name):
+                self._clear(name)
+            self._regular(stream, h, name)
+        elif h.isdir():
+            if self.kinds.get(name) == "d":
+                return
+            self._clear(name)
+            os.mkdir(self.base + name, 0o755)
+            self.kinds[name] = "d"
+        elif h.type == SYMLINK:
+            self._clear(name)
+            os.symlink(h.linkname, self.base + name)
+            self.kinds[name] = "l"
+        elif h.type == HARDLINK:
+            self._hardlink(h, name)
+
+    def _skip(self, stream: _Stream, count: int) -> None:
+        remaining = count
+        while remaining > 0:
+            got = len(stream.read(min(_CHUNK, remaining)))
+            if not got:
+                raise ExtractError("the layer ends in the middle of an entry")
+            remaining -= got
+
+    def _count(self, name: str, size: int) -> None:
+        if name.startswith(_CACHE_PREFIX):
+            self.result.cache_bytes += size
+            if self.max_bytes is not None and self.result.cache_bytes > self.max_bytes:
+                raise UnsafeLayerError(
+                    f"the image unpacks to more than {self.max_bytes} bytes of cache "
+                    "(its cache-size-bytes label, or --max-size)",
+                    "raise --max-size if the image is trusted and really that large",
+                )
+        else:
+            self.result.other_bytes += size
+            self.other_sizes[name] = size
+            if self.result.other_bytes > self.max_other:
+                raise UnsafeLayerError(
+                    f"the image's manifest tree is larger than {self.max_other} bytes"
+                )
+
+    def _regular(self, stream: _Stream, h: Header, name: str) -> None:
+        size = h.size
+        self._count(name, size)
+        mode = 0o755 if h.mode & 0o111 else 0o644
+        hashed = name.startswith(_CACHE_PREFIX)
+        path = self.base + name
+        if size <= _BIG_FILE:
+            block = stream.read(_padded(size))
+            if len(block) < size:
+                raise ExtractError(f"the layer ends in the middle of {h.name!r}")
+            data = block[:size] if len(block) != size else block
+            if hashed:
+                self.result.files[name[len(_CACHE_PREFIX) :]] = hashlib.sha256(data).digest()
+            self.writers.add(path, data, mode)
+            return
+        # A large file: stream it in chunks on this thread.
+        digest = hashlib.sha256()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, mode)
+        try:
+            remaining = size
+            while remaining > 0:
+                chunk = stream.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise ExtractError(f"the layer ends in the middle of {h.name!r}")
+                remaining -= len(chunk)
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        self._skip(stream, _padded(size) - size)
+        if hashed:
+            self.result.files[name[len(_CACHE_PREFIX) :]] = digest.digest()
+
+    def _hardlink(self, h: Header, name: str) -> None:
+        target = normalize_name(h.linkname)
+        if not self._is_file(target):
+            raise UnsafeLayerError(
+                f"the layer has a hard link {h.name!r} to {h.linkname!r}, "
+                "which is not a file unpacked before it"
+            )
+        self._parents(name, h.name)
+        self._clear(name)
+        self.writers.drain()  # the target must be on disk
+        os.link(self.base + target, self.base + name, follow_symlinks=False)
+        size = os.stat(self.base + target, follow_symlinks=False).st_size
+        self._count(name, size)
+        if name.startswith(_CACHE_PREFIX):
+            rel = target[len(_CACHE_PREFIX) :] if target.startswith(_CACHE_PREFIX) else None
+            known = self.result.files.get(rel) if rel else None
+            self.result.files[name[len(_CACHE_PREFIX) :]] = known or _sha256_file(
+                self.base + target
+            )
+
+    def _whiteout(self, name: str, base: str) -> None:
+        """OCI whiteouts: ``.wh.NAME`` deletes NAME of earlier layers,
+        ``.wh..wh..opq`` empties its directory of earlier layers' entries."""
+        if not self.track_layer:
+            return  # the first layer: there is nothing older to delete
+        parent = posixpath.dirname(name)
+        parts = parent.split("/") if parent else []
+        for i in range(1, len(parts) + 1):
+            anc = "/".join(parts[:i])
+            if self.kinds.get(anc) == "l":
+                raise UnsafeLayerError(f"the layer has a whiteout {name!r} through a symlink")
+            if self.kinds.get(anc) != "d":
+                return  # nothing there to delete
+        if base == _OPAQUE:
+            prefix = parent + "/" if parent else ""
+            for k in sorted({*self.kinds, *self._files_under(prefix)}):
+                if (
+                    k.startswith(prefix)
+                    and "/" not in k[len(prefix) :]
+                    and k not in self.layer_paths
+                ):
+                    self._clear(k)
+            return
+        victim = posixpath.join(parent, base[len(_WHITEOUT) :])
+        if victim not in self.layer_paths:
+            self._clear(victim)
+
+    def layer(self, stream: _Stream, index: int) -> None:
+        self.layer_paths = set()
+        self.track_layer = index > 0
+        for h in read_headers(stream):
+            self.entry(stream, h)
+        self.writers.drain()
+
+
+def _sha256_file(path: str) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.digest()
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or truncated compressed layer raises while it is read."""
+    import zstandard
+
+    return (EOFError, zlib.error, zstandard.ZstdError)
+
+
+def unpack_layers(
+    layers: Iterable[tuple[Path, str]],
+    root: Path,
+    *,
+    max_bytes: int | None = None,
+    max_other: int = DEFAULT_OTHER_LIMIT,
+    progress: Callable[[int], None] | None = None,
+) -> UnpackResult:
+    """Apply ``layers`` (blob path, media type), in order, into the empty
+    directory ``root``. Raises :class:`UnsafeLayerError` on the first entry that
+    is refused; the caller removes ``root`` (it is staging)."""
+    unpacker = _Unpacker(root, max_bytes, max_other)
+    base = 0
+    try:
+        for index, (path, media_type) in enumerate(layers):
+            with open(path, "rb") as raw:
+                kind = compression_of(media_type, raw.read(4))
+                raw.seek(0)
+                stream = _Stream(raw, kind, progress, base)  # type: ignore[arg-type]
+                try:
+                    unpacker.layer(stream, index)
+                except TcvError:
+                    raise
+                except _read_errors() as err:
+                    raise ExtractError(f"cannot read a {kind} layer of the image: {err}") from None
+                except OSError as err:
+                    raise ExtractError(
+                        f"cannot unpack the image into {root}: {err.strerror or err}",
+                        "check free space and permissions under the staging directory",
+                    ) from None
+                base = stream.done
+    except BaseException:
+        unpacker.writers.close(cancel=True)
+        raise
+    unpacker.writers.close()
+    return unpacker.result

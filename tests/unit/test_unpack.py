@@ -1,0 +1,285 @@
+"""Safe layer unpacking: media types, formats, order, and every refusal."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tcv.errors import ExtractError
+from tcv.unpack import UnsafeLayerError, check_header, compression_of, unpack_layers
+from tests.harness import hostile as h
+
+C = "io.triton.cache"
+
+
+def layer_file(tmp_path: Path, members, media=h.OCI_GZIP, name="layer") -> tuple[Path, str]:
+    path = tmp_path / name
+    path.write_bytes(h.compress(h.tar_bytes(members), media))
+    return path, media
+
+
+def honest(key="K1", data=b"ptx-bytes") -> list[h.Member]:
+    return [
+        h.directory(C),
+        h.directory(f"{C}/{key}"),
+        h.reg(f"{C}/{key}/k.ptx", data),
+        h.reg(f"{C}/{key}/k.json", b"{}"),
+    ]
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Everything under root: files by content, links by target, dirs by marker."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "-> " + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = p.read_bytes()
+    return out
+
+
+@pytest.fixture
+def area(tmp_path):
+    """A staging root with a sibling 'outside' that nothing may touch."""
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"precious")
+    return root, outside
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        pytest.param(h.OCI_GZIP, id="oci-gzip"),
+        pytest.param(h.DOCKER_GZIP, id="docker-gzip"),
+        pytest.param(h.OCI_ZSTD, id="oci-zstd"),
+        pytest.param(h.OCI_TAR, id="oci-uncompressed"),
+    ],
+)
+def test_media_types_unpack_and_hash(tmp_path, area, media):
+    root, _ = area
+    result = unpack_layers([layer_file(tmp_path, honest(), media)], root)
+    assert (root / C / "K1" / "k.ptx").read_bytes() == b"ptx-bytes"
+    assert result.files == {
+        "K1/k.ptx": hashlib.sha256(b"ptx-bytes").digest(),
+        "K1/k.json": hashlib.sha256(b"{}").digest(),
+    }
+    assert result.cache_bytes == 11
+
+
+def test_mislabelled_compression_is_read_by_its_bytes(tmp_path, area):
+    root, _ = area
+    path = tmp_path / "l"
+    path.write_bytes(h.compress(h.tar_bytes(honest()), h.OCI_GZIP))
+    unpack_layers([(path, h.OCI_TAR)], root)
+    assert (root / C / "K1" / "k.ptx").exists()
+
+
+def test_unknown_media_type_is_refused():
+    with pytest.raises(ExtractError, match="not a tar layer"):
+        compression_of("application/vnd.oci.image.layer.v1.tar+bzip2", b"BZh")
+
+
+def test_layers_apply_in_order_with_whiteouts(tmp_path, area):
+    root, _ = area
+    first = honest("K1", b"old") + honest("K2") + honest("K3")
+    second = [
+        h.reg(f"{C}/K1/k.ptx", b"new"),
+        h.reg(f"{C}/.wh.K2"),
+        h.reg(f"{C}/K3/.wh..wh..opq"),
+        h.reg(f"{C}/K3/fresh.ptx", b"f"),
+    ]
+    result = unpack_layers(
+        [layer_file(tmp_path, first, name="a"), layer_file(tmp_path, second, name="b")], root
+    )
+    assert (root / C / "K1" / "k.ptx").read_bytes() == b"new"
+    assert not (root / C / "K2").exists()
+    assert sorted(os.listdir(root / C / "K3")) == ["fresh.ptx"]
+    assert result.files["K1/k.ptx"] == hashlib.sha256(b"new").digest()
+    assert not any(k.startswith(("K2/", "K3/k.")) for k in result.files)
+
+
+def test_entries_outside_the_two_trees_are_not_written(tmp_path, area):
+    root, _ = area
+    members = [*honest(), h.reg("etc/motd", b"hi"), h.reg("README", b"x")]
+    unpack_layers([layer_file(tmp_path, members)], root)
+    assert sorted(os.listdir(root)) == [C]
+
+
+def test_links_inside_the_root_are_kept(tmp_path, area):
+    root, _ = area
+    members = [
+        *honest(),
+        h.hardlink(f"{C}/K1/copy.ptx", f"{C}/K1/k.ptx"),
+        h.symlink(f"{C}/K1/alias.ptx", "k.ptx"),
+    ]
+    result = unpack_layers([layer_file(tmp_path, members)], root)
+    assert (root / C / "K1" / "copy.ptx").read_bytes() == b"ptx-bytes"
+    assert os.readlink(root / C / "K1" / "alias.ptx") == "k.ptx"
+    assert result.files["K1/copy.ptx"] == result.files["K1/k.ptx"]
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param(tarfile.GNU_FORMAT, id="gnu-longname"),
+        pytest.param(tarfile.PAX_FORMAT, id="pax-path"),
+        pytest.param(tarfile.USTAR_FORMAT, id="ustar-prefix"),
+    ],
+)
+def test_long_names_in_every_tar_format(tmp_path, area, fmt):
+    root, _ = area
+    name = f"{C}/{'K' * 60}/{'n' * 80}.json"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    path = tmp_path / "l"
+    path.write_bytes(buf.getvalue())
+    unpack_layers([(path, h.OCI_TAR)], root)
+    assert (root / name).read_bytes() == b"abc"
+
+
+HOSTILE = [
+    pytest.param([h.reg("/etc/evil", b"x")], "absolute path", id="absolute-path"),
+    pytest.param([h.reg(f"{C}/../../outside/evil", b"x")], "climbs out", id="dotdot"),
+    pytest.param([h.reg("../outside/keep", b"x")], "climbs out", id="dotdot-overwrite"),
+    pytest.param([h.symlink(f"{C}/esc", "/tmp")], "absolute path", id="symlink-absolute"),
+    pytest.param(
+        [h.directory(C), h.symlink(f"{C}/esc", "../../outside")], "pointing out", id="symlink-up"
+    ),
+    pytest.param(
+        [h.directory(C), h.symlink(f"{C}/k", "."), h.reg(f"{C}/k/file", b"x")],
+        "through a symlink",
+        id="write-through-symlink",
+    ),
+    pytest.param(
+        [h.directory(C), h.hardlink(f"{C}/pw", "../outside/keep")], "hard link", id="hardlink-up"
+    ),
+    pytest.param(
+        [h.directory(C), h.hardlink(f"{C}/pw", "/etc/passwd")], "hard link", id="hardlink-absolute"
+    ),
+    pytest.param(
+        [h.directory(C), h.hardlink(f"{C}/pw", f"{C}/missing")],
+        "not a file unpacked before",
+        id="hardlink-dangling",
+    ),
+    pytest.param([h.chardev(f"{C}/null")], "device node", id="device-node"),
+    pytest.param(
+        [h.Member(f"{C}/sda", b"", tarfile.BLKTYPE, mode=0o660, devmajor=8)],
+        "device node",
+        id="block-device",
+    ),
+    pytest.param([h.fifo(f"{C}/pipe")], "fifo", id="fifo"),
+    pytest.param([h.reg(f"{C}/K/suid", b"x", mode=0o4755)], "setuid", id="setuid"),
+    pytest.param([h.reg(f"{C}/K/sgid", b"x", mode=0o2755)], "setuid/setgid", id="setgid"),
+]
+
+
+@pytest.mark.parametrize(("members", "needle"), HOSTILE)
+def test_hostile_entries_are_refused(tmp_path, area, members, needle):
+    root, outside = area
+    before = tree(outside)
+    with pytest.raises(UnsafeLayerError, match=needle):
+        unpack_layers([layer_file(tmp_path, [*honest(), *members])], root)
+    assert tree(outside) == before
+
+
+def test_hostile_entries_are_refused_outside_the_kept_trees_too(tmp_path, area):
+    root, _ = area
+    with pytest.raises(UnsafeLayerError, match="device node"):
+        unpack_layers([layer_file(tmp_path, [h.chardev("dev/null")])], root)
+
+
+def test_more_cache_bytes_than_allowed_is_refused(tmp_path, area):
+    root, _ = area
+    members = [h.reg(f"{C}/K/big", b"x" * 5000)]
+    with pytest.raises(UnsafeLayerError, match="more than 4096 bytes"):
+        unpack_layers([layer_file(tmp_path, members)], root, max_bytes=4096)
+    # Exactly the limit passes.
+    root2 = tmp_path / "root2"
+    root2.mkdir()
+    unpack_layers([layer_file(tmp_path, members, name="again")], root2, max_bytes=5000)
+
+
+def test_large_file_streams_and_counts(tmp_path, area):
+    root, _ = area
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    result = unpack_layers([layer_file(tmp_path, [h.reg(f"{C}/K/blob", data)])], root)
+    assert (root / C / "K" / "blob").read_bytes() == data
+    assert result.files["K/blob"] == hashlib.sha256(data).digest()
+
+
+def test_manifest_tree_has_its_own_allowance(tmp_path, area):
+    root, _ = area
+    members = [h.reg("io.triton.manifest/manifest.json", b"{" * 2000)]
+    with pytest.raises(UnsafeLayerError, match="manifest tree"):
+        unpack_layers([layer_file(tmp_path, members)], root, max_other=1000)
+
+
+@pytest.mark.parametrize(
+    ("blob", "needle"),
+    [
+        pytest.param(b"\x1f\x8b" + b"garbage" * 20, "cannot read a gzip layer", id="corrupt-gzip"),
+        pytest.param(
+            h.compress(h.tar_bytes(honest()), h.OCI_GZIP)[:-30], "truncated", id="truncated-gzip"
+        ),
+        pytest.param(h.tar_bytes(honest())[:700], "ends in the middle", id="truncated-tar"),
+        pytest.param(b"\x00" * 100 + b"x" * 412 + b"\x00" * 512, "checksum", id="not-a-tar"),
+    ],
+)
+def test_damaged_layers_fail_cleanly(tmp_path, area, blob, needle):
+    root, _ = area
+    path = tmp_path / "l"
+    path.write_bytes(blob)
+    with pytest.raises(ExtractError, match=needle):
+        unpack_layers([(path, h.OCI_GZIP if blob[:2] == b"\x1f\x8b" else h.OCI_TAR)], root)
+
+
+def test_check_header_accepts_plain_entries():
+    from tcv.unpack import Header
+
+    assert check_header(Header("./io.triton.cache/K/a.json")) == f"{C}/K/a.json"
+    assert check_header(Header("./", type=b"5")) == ""
+
+
+def test_progress_reports_compressed_bytes(tmp_path, area):
+    root, _ = area
+    seen: list[int] = []
+    path, media = layer_file(tmp_path, honest())
+    unpack_layers([(path, media)], root, progress=seen.append)
+    assert seen and seen[-1] == path.stat().st_size
+
+
+def test_hardlink_through_a_symlink_is_refused(tmp_path, area):
+    root, _ = area
+    members = [
+        *honest(),
+        h.symlink(f"{C}/alias", "K1"),
+        h.hardlink(f"{C}/alias/copy", f"{C}/K1/k.ptx"),
+    ]
+    with pytest.raises(UnsafeLayerError, match="through a symlink"):
+        unpack_layers([layer_file(tmp_path, members)], root)
+
+
+def test_limit_is_on_what_the_layers_unpack_to(tmp_path, area):
+    """A later layer replacing a file does not count the old bytes twice."""
+    root, _ = area
+    first = layer_file(tmp_path, [h.reg(f"{C}/K/a", b"x" * 600)], name="one")
+    second = layer_file(tmp_path, [h.reg(f"{C}/K/a", b"y" * 600)], name="two")
+    result = unpack_layers([first, second], root, max_bytes=600)
+    assert result.cache_bytes == 600
+    assert (root / C / "K" / "a").read_bytes() == b"y" * 600

@@ -16,11 +16,11 @@ import sys
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication
-from tcv.cli.options import GpuOptions, JsonOption
+from tcv.cli.options import GpuOptions, JsonOption, RegistrySwitches
 from tcv.errors import UsageError
 
 
-class Tcv(TcvApplication, GpuOptions, JsonOption):
+class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     """Triton Cache Vault: pack a Triton kernel cache into an OCI image, ship it through
     any registry, and install on each host only the kernels its GPUs can run."""
 
@@ -58,27 +58,6 @@ class Tcv(TcvApplication, GpuOptions, JsonOption):
         help="create: image and layer media types",
     )
     push = cli.Flag(["--push"], help="create: push the image to its registry after building")
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default="true",
-        argname="BOOL",
-        help="require HTTPS and valid certificates when talking to registries",
-    )
-    authfile = cli.SwitchAttr(
-        ["--authfile"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="registry credentials (default: the containers auth files, as podman uses)",
-    )
-    creds = cli.SwitchAttr(
-        ["--creds"],
-        str,
-        default=None,
-        argname="USER[:PASSWORD]",
-        help="registry credentials given directly",
-    )
     no_gpu_check = cli.Flag(
         ["--no-gpu-check"], help="extract: install every kernel, whatever this host's GPUs"
     )

@@ -7,9 +7,12 @@ becomes one line with its exit code (SPEC §2). Tracebacks only at debug level.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 
 from plumbum import cli
 from plumbum.cli.application import ShowCompletion, ShowHelp, ShowHelpAll, ShowVersion
@@ -27,6 +30,26 @@ _HELP_ERRORS = (ShowHelp, ShowHelpAll, ShowVersion, ShowCompletion)
 def fail(prog: str, line: str) -> None:
     """Print the one error line."""
     print(f"{prog}: error: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a cancelled CI job, ``kill``) like Ctrl-C, so the same
+    ``finally`` blocks remove working containers, staging and half-installed
+    kernel directories (SPEC §8)."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class TcvApplication(cli.Application):

@@ -6,11 +6,11 @@ import sys
 
 from plumbum import cli
 
-from tcv.cli.base import TcvApplication
-from tcv.cli.create import registry_options, sigterm_as_interrupt
+from tcv.cli.base import TcvApplication, sigterm_as_interrupt
+from tcv.cli.options import RegistrySwitches
 
 
-class TcvBuild(TcvApplication):
+class TcvBuild(TcvApplication, RegistrySwitches):
     """Build the cache image of a Triton cache, for pipelines and CI.
 
     DIR is a Triton cache root (the directory holding one KEY directory per
@@ -61,23 +61,6 @@ class TcvBuild(TcvApplication):
         help="image and layer media types: oci (application/vnd.oci.image.layer.v1.tar+gzip "
         "when pushed) or docker (application/vnd.docker.image.rootfs.diff.tar.gzip)",
     )
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default="true",
-        argname="BOOL",
-        help="require HTTPS and valid certificates when pushing",
-    )
-    authfile = cli.SwitchAttr(
-        ["--authfile"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="registry credentials (default: the containers auth files, as podman uses)",
-    )
-    creds = cli.SwitchAttr(
-        ["--creds"], str, default=None, argname="USER[:PASSWORD]", help="registry credentials"
-    )
     include_launchers = cli.Flag(
         ["--include-launchers"],
         help="also pack the host-specific launcher/utils .so directories",
@@ -105,7 +88,7 @@ class TcvBuild(TcvApplication):
                 self.tag,
                 image_format=str(self.image_format).lower(),
                 push=self.push,
-                registry=registry_options(self.tls_verify, self.authfile, self.creds),
+                registry=self.registry_options(),
                 include_launchers=self.include_launchers,
             )
         print(built.digest)

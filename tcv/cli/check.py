@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication, fail
 from tcv.cli.gpus import NO_GPU_HINT, host_from_options
-from tcv.cli.options import GpuOptions, JsonOption
+from tcv.cli.options import GpuOptions, JsonOption, RegistrySwitches
 from tcv.compat import CheckResult, check_entries, consumer_triton_version
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_OK, UsageError
 from tcv.gpu.model import HostGpus
@@ -60,7 +59,7 @@ def render_check(
     return "\n".join(lines)
 
 
-class Check(TcvApplication, GpuOptions, JsonOption):
+class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     """Per-kernel verdict of a Triton cache or a cache image against this host.
 
     DIR is a Triton cache root (default: $TRITON_CACHE_DIR, else
@@ -103,23 +102,6 @@ class Check(TcvApplication, GpuOptions, JsonOption):
         help="check a cache image (registry name, containers-storage:, oci:, oci-archive:, "
         "docker-archive:) instead of a directory",
     )
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default="true",
-        argname="BOOL",
-        help="-i: require HTTPS and valid certificates when talking to registries",
-    )
-    authfile = cli.SwitchAttr(
-        ["--authfile"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="-i: registry credentials (default: the containers auth files)",
-    )
-    creds = cli.SwitchAttr(
-        ["--creds"], str, default=None, argname="USER[:PASSWORD]", help="-i: registry credentials"
-    )
 
     def _entries(self, directory: str | None) -> tuple[str, list[KernelEntry]]:
         if self.image is not None:
@@ -128,20 +110,9 @@ class Check(TcvApplication, GpuOptions, JsonOption):
                     f"give a cache DIR or -i IMAGE, not both ({directory!r} and {self.image!r})",
                     "run 'tcv check --help' for usage",
                 )
-            if importlib.util.find_spec("tcv.extract") is None:
-                raise UsageError(
-                    "checking an image needs the extract module, which this tcv lacks",
-                    "check the cache directory instead: tcv check DIR",
-                )
-            from tcv.extract import image_entries  # type: ignore[attr-defined]
-            from tcv.registry import RegistryOptions
+            from tcv.extract import image_entries
 
-            options = RegistryOptions(
-                tls_verify=str(self.tls_verify).lower() == "true",
-                authfile=str(self.authfile) if self.authfile else None,
-                creds=self.creds,
-            )
-            return self.image, list(image_entries(self.image, options))
+            return self.image, list(image_entries(self.image, self.registry_options()))
         from tcv.cache import default_cache_dir, scan_cache
 
         root = Path(directory) if directory is not None else default_cache_dir()

@@ -7,26 +7,12 @@ creds, include_launchers, json).
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tcv.cli.base import sigterm_as_interrupt
 from tcv.errors import UsageError
 from tcv.output import human_bytes, render_json
-from tcv.registry import RegistryOptions
-
-
-def registry_options(tls_verify: str | bool, authfile: Any, creds: str | None) -> RegistryOptions:
-    """The registry switches as :class:`RegistryOptions` (``--tls-verify`` is a
-    "true"/"false" string on the command line)."""
-    verify = tls_verify if isinstance(tls_verify, bool) else str(tls_verify).lower() != "false"
-    return RegistryOptions(
-        tls_verify=verify,
-        authfile=str(authfile) if authfile else None,
-        creds=creds or None,
-    )
 
 
 def render_human(result: Any) -> str:
@@ -45,25 +31,6 @@ def render_human(result: Any) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a cancelled CI job, ``kill``) like Ctrl-C, so the same
-    ``finally`` blocks remove the working container and staging (SPEC §8)."""
-
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_create(app: Any) -> int:
     from tcv.create import create_image
 
@@ -80,7 +47,7 @@ def run_create(app: Any) -> int:
             app.image,
             image_format=str(app.image_format).lower(),
             push=bool(app.push),
-            registry=registry_options(app.tls_verify, app.authfile, app.creds),
+            registry=app.registry_options(),
             include_launchers=bool(app.include_launchers),
         )
     print(render_json(result.to_json()) if app.json else render_human(result))

@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tcv.cli.base import sigterm_as_interrupt
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_OK, UsageError
 from tcv.extract import ExtractReport, extract_image
 from tcv.imageref import parse_image_ref
 from tcv.output import render_json, render_table
-from tcv.registry import RegistryOptions
-
-
-def registry_options(app: Any) -> RegistryOptions:
-    """``--tls-verify``, ``--authfile``, ``--creds`` of a command, as one value."""
-    tls = str(getattr(app, "tls_verify", "true") or "true").lower() != "false"
-    authfile = getattr(app, "authfile", None)
-    return RegistryOptions(
-        tls_verify=tls,
-        authfile=str(authfile) if authfile else None,
-        creds=getattr(app, "creds", None) or None,
-    )
-
-
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so staging and half-built kernel directories are
-    removed by the same ``finally`` blocks (SPEC §8)."""
-
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_extract(app: Any) -> int:
@@ -63,12 +30,12 @@ def run_extract(app: Any) -> int:
         raise UsageError("--no-gpu-check and --gpu contradict each other", "pass only one")
     ref = parse_image_ref(app.image)
     dest = Path(app.directory).expanduser() if app.directory else default_cache_dir(os.environ)
-    opts = registry_options(app)
+    opts = app.registry_options()
     host = None
     if not app.no_gpu_check:
         host = host_gpus(app.gpu_specs or None, app.cuda_driver, env=os.environ)
     triton_version = consumer_triton_version(app.triton_version)
-    with interrupt_on_sigterm():
+    with sigterm_as_interrupt():
         report = extract_image(
             ref,
             opts,

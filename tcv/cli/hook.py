@@ -81,6 +81,15 @@ class _HookConfigOptions(cli.Application):
         argname="BOOL",
         help="require HTTPS and valid certificates when the hook pulls (default true)",
     )
+    spares = cli.SwitchAttr(
+        ["--spares"],
+        cli.Range(0, 8),
+        default=None,
+        argname="N",
+        help="private copies of a container's kernels the store keeps ready, per image, "
+        "kernel set, cache path and owner, so a start on the store's filesystem moves them "
+        "in instead of copying (default 2; 0 turns them off; TCV_HOOK_SPARES)",
+    )
     timeout = cli.SwitchAttr(
         ["--timeout"],
         cli.Range(1, 3600),
@@ -118,6 +127,7 @@ class _HookConfigOptions(cli.Application):
             pull=self.pull.lower() if self.pull else None,
             tls_verify=None if self.tls_verify is None else self.tls_verify.lower() == "true",
             timeout=self.timeout,
+            spares=self.spares,
             extra=None if os.geteuid() == 0 else hooksjson.rootless_env(os.getuid(), os.environ),
         )
         config = hooksjson.render_hook_config(
@@ -138,8 +148,9 @@ class HookInstall(TcvApplication, _HookConfigOptions, JsonOption):
     installed with pip into a virtualenv, into the system, or in editable mode.
 
     The runtime gives the hook no environment but the JSON's: --gpu, --cuda-driver,
-    --store, --log, --pull, --tls-verify and --timeout are written into it. Run as a
-    user (rootless podman), the user's store and containers-storage are written in too.
+    --store, --log, --pull, --tls-verify, --spares and --timeout are written into it.
+    Run as a user (rootless podman), the user's store and containers-storage are
+    written in too.
 
     podman reads /usr/share/containers/oci/hooks.d and /etc/containers/oci/hooks.d
     (or the directories given with podman --hooks-dir); CRI-O reads the hooks_dir

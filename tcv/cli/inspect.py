@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from plumbum import cli
-
 from tcv.cli.base import TcvApplication
-from tcv.cli.options import JsonOption
+from tcv.cli.options import JsonOption, RegistrySwitches
 from tcv.errors import EXIT_OK
 
 
-class Inspect(TcvApplication, JsonOption):
+class Inspect(TcvApplication, JsonOption, RegistrySwitches):
     """Print what a Triton cache image says about itself — digest, labels, and the
     targets of its summary (backend, arch, warp size, Triton and PTX versions, kernel
     counts) — reading only its manifest and config, never a layer.
@@ -21,31 +19,12 @@ class Inspect(TcvApplication, JsonOption):
     PROGNAME = "tcv inspect"
     USAGE = "    tcv inspect IMAGE [--json] [--tls-verify=false] [--authfile FILE]\n"
 
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default="true",
-        argname="BOOL",
-        help="require HTTPS and valid certificates when talking to the registry",
-    )
-    authfile = cli.SwitchAttr(
-        ["--authfile"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="registry credentials (default: the containers auth files, as podman uses)",
-    )
-    creds = cli.SwitchAttr(
-        ["--creds"], str, default=None, argname="USER[:PASSWORD]", help="registry credentials"
-    )
-
     def main(self, image: str) -> int:
-        from tcv.cli.extract import registry_options
         from tcv.extract import inspect_image
         from tcv.imageref import parse_image_ref
         from tcv.output import render_json
 
-        desc = inspect_image(parse_image_ref(image), registry_options(self))
+        desc = inspect_image(parse_image_ref(image), self.registry_options())
         if self.json:
             print(render_json(desc.to_json()))
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -143,11 +142,3 @@ def test_bad_usage(capsys, argv, needle):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], err
     assert "Traceback" not in out + err
-
-
-def test_image_without_extract_module(capsys, monkeypatch):
-    # Python's own way to make a module unimportable: a None entry in sys.modules.
-    monkeypatch.setitem(sys.modules, "tcv.extract", None)
-    code, _, err = run(capsys, "-i", "example.com/cache:1", "--gpu", "cuda:90")
-    assert code == EXIT_USAGE
-    assert "checking an image needs the extract module" in err

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tcv.cli.app import Tcv
-from tcv.cli.create import registry_options
+from tcv.cli.options import registry_options
 from tcv.errors import EXIT_CREATE, EXIT_USAGE
 
 ID = "ab" * 32

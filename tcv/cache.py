@@ -37,6 +37,7 @@ _CHUNK = 1 << 20
 # the top of the file; keep this much of it, never the whole file.
 _HEAD = 64 * 1024
 _META_MAX = 16 << 20  # a metadata JSON is a few KiB; refuse to parse giants
+INSTALL_LOCK_NAME = ".tcv.lock"  # the lock tcv.install takes in every DEST
 _TMP_MARK = "tmp.pid_"  # runtime/cache.py put(): <entry>/tmp.pid_<pid>_<uuid>/
 _LAUNCHER_HINT = "--include-launchers packs it"
 
@@ -357,6 +358,8 @@ def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
         raise UsageError(f"cannot list cache directory {root}: {err.strerror}") from None
     for de in listing:
         key = de.name
+        if key == INSTALL_LOCK_NAME and de.is_file(follow_symlinks=False):
+            continue  # TCV's own install lock (tcv.install), not cache content
         try:
             if de.is_symlink():
                 target = os.path.realpath(de.path)

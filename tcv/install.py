@@ -30,11 +30,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcv.cache import INSTALL_LOCK_NAME
 from tcv.errors import ExtractError
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".tcv.lock"
+LOCK_NAME = INSTALL_LOCK_NAME
 GROUP_PREFIX = "__grp__"
 
 # Triton keys: md5/sha256 hex, urlsafe base64 or base32 of sha256 (SPEC §4).

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tcv.cache import (
+    INSTALL_LOCK_NAME,
     NotAKernelError,
     ScanResult,
     default_cache_dir,
@@ -395,3 +396,12 @@ def test_to_json_is_the_spec_shape(root):
 )
 def test_default_cache_dir(env, expected):
     assert default_cache_dir(env) == Path(expected)
+
+
+def test_install_lock_is_not_reported(tmp_path):
+    """The lock tcv.install leaves in every DEST is TCV's own file, not cache content."""
+    (tmp_path / INSTALL_LOCK_NAME).write_text("")
+    (tmp_path / "lock").write_text("")
+    result = scan_cache(tmp_path)
+    assert [s.path for s in result.skipped] == ["lock"]
+    assert result.entries == []

@@ -74,7 +74,7 @@ setup() {
 
 demo() {
   local tcv="$venv/bin/tcv" image=localhost/tcv-demo/vector-add:latest dest gpu_args=()
-  dest=$(mktemp -d /tmp/tcv-demo-cache.XXXXXX)
+  dest=$(mktemp -d "${TMPDIR:-/tmp}/tcv-demo-cache.XXXXXX")
   # A host without accelerators extracts as if it had an H100 (cuda:90).
   if [ "$("$tcv" gpus --json | "$venv/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)["gpus"]))')" = 0 ]; then
     gpu_args=(--gpu cuda:90)

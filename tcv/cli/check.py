@@ -24,7 +24,7 @@ def _short(key: str) -> str:
 
 def _target(e: KernelEntry) -> str:
     warp = "?" if e.warp_size is None else str(e.warp_size)
-    return f"{e.backend or '?'}:{e.arch or '?'}/{warp}"
+    return f"{e.backend or '?'}:{e.arch or '?'}:{warp}"
 
 
 def render_check(
@@ -42,9 +42,10 @@ def render_check(
         lines.append("")
     lines.append(f"{len(result.compatible)} of {len(result.verdicts)} kernels fit this host")
     for g in host.gpus:
-        label = f"{g.backend}:{g.arch or '?'}/{g.warp_size or '?'}"
+        label = f"{g.backend}:{g.arch or '?'}:{g.warp_size or '?'}"
         name = f" {g.name}" if g.name and g.name != f"{g.backend}:{g.arch}" else ""
-        lines.append(f"  GPU {g.index} {label}{name}: {len(result.matched(g.index))} kernels")
+        n = len(result.matched(g.index))
+        lines.append(f"  GPU {g.index} {label}{name}: {n} kernel{'' if n == 1 else 's'}")
     if not host.gpus:
         lines.append(NO_GPU_HINT)
     if host.cuda_driver:

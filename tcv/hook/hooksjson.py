@@ -69,6 +69,7 @@ def hook_env(
     pull: str | None = None,
     tls_verify: bool | None = None,
     timeout: int = DEFAULT_TIMEOUT,
+    spares: int | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The hook's environment: only what was asked for, plus PATH and the time bound."""
@@ -85,6 +86,8 @@ def hook_env(
         env["TCV_HOOK_PULL"] = pull
     if tls_verify is not None:
         env["TCV_HOOK_TLS_VERIFY"] = "true" if tls_verify else "false"
+    if spares is not None:
+        env["TCV_HOOK_SPARES"] = str(spares)
     return env
 
 

@@ -4,12 +4,15 @@
 2. the container's Triton cache path and the host directory behind it;
 3. the GPUs the container was given, through the compatibility rules;
 4. the image from the host-side store (filled on first use);
-5. a filtered copy of the fitting kernel directories, group files pointing at
-   the container-side path, files owned by the container's user.
+5. the fitting kernel directories, group files pointing at the container-side
+   path, files owned by the container's user: moved in from a spare made ahead
+   of time when the destination is on the store's filesystem (``spare.py``),
+   else copied; then a detached process makes the next spare.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -39,6 +42,7 @@ class InjectReport:
     present: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     store_warm: bool = True
+    from_spare: int = 0  # how many of ``installed`` were moved in from a spare
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -49,7 +53,8 @@ class InjectReport:
             f"injected {len(self.installed)} kernel(s) from {self.image} ({self.digest}) "
             f"into {where} for {', '.join(self.gpus) or 'no GPU'}; "
             f"{len(self.present)} already present, {len(self.skipped)} not for these GPUs; "
-            f"store {'warm' if self.store_warm else 'filled'}; {self.seconds:.3f}s"
+            f"store {'warm' if self.store_warm else 'filled'}; {self.delivery()}"
+            f"{self.seconds:.3f}s"
         )
         if self.installed:
             head += "; installed " + " ".join(self.installed)
@@ -57,6 +62,15 @@ class InjectReport:
             reasons = sorted({reason for _, reason in self.skipped})
             head += "; skipped because " + " | ".join(reasons[:3])
         return head + "".join(f"; {n}" for n in self.notes)
+
+    def delivery(self) -> str:
+        """How the installed kernels got there (empty when none were installed)."""
+        if not self.installed:
+            return ""
+        copied = len(self.installed) - self.from_spare
+        if not self.from_spare:
+            return "copied; "
+        return "from a spare; " if not copied else f"from a spare ({copied} copied); "
 
 
 def image_home(view: BindView, uid: int) -> str | None:
@@ -124,16 +138,20 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
     remaining = max(1.0, deadline - time.monotonic())
     resolved = resolve(image, env, opts, pull=pull_allowed(env), timeout=remaining)
     store = Store(default_root(env))
-    stored = store.get(resolved.digest)
-    warm = stored is not None
-    if stored is None:
-        stored = store.fill(resolved, opts, timeout=max(1.0, deadline - time.monotonic()))
+    verdict = store.verdict(resolved.digest, host)
+    warm = True
+    if verdict is None:
+        stored = store.get(resolved.digest)
+        if stored is None:
+            warm = False
+            stored = store.fill(resolved, opts, timeout=max(1.0, deadline - time.monotonic()))
 
-    from tcv.compat import check_entries
+        from tcv.compat import check_entries
 
-    verdict = check_entries(stored.entries, host)
-    keys = verdict.compatible
-    skipped = tuple(verdict.incompatible)
+        checked = check_entries(stored.entries, host)
+        verdict = store.keep_verdict(stored, host, checked.compatible, checked.incompatible)
+    keys = list(verdict.compatible)
+    skipped = verdict.incompatible
     if not keys:
         return InjectReport(
             image=image,
@@ -147,31 +165,81 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
             notes=("nothing in the image fits the container's GPUs",),
         )
 
+    from tcv.hook.spare import Spares, SpareSpec, move_in, same_filesystem, spares_wanted
     from tcv.install import install_kernels
 
+    wanted = spares_wanted(env)
+    spec = SpareSpec.of(resolved.digest, keys, container_path, owner)
+    spares = Spares(store.root / "spares")
+    refill = False
+    installed: list[str] = []
+    from_spare = 0
     with open_in_container(view, container_path, create=True, owner=owner) as dest:
         # A kernel directory already there is left alone (installs never replace one
         # without --force, and Triton writes its entries atomically): a restart on a
         # kept volume then costs a directory listing, not a copy and a comparison.
         there = set(os.listdir(dest.path))
-        result = install_kernels(
-            stored.cache_root,
-            [k for k in keys if k not in there],
-            dest.path,
-            target_root=container_path,
-            owner=owner,
-        )
-        present = [*result.present, *result.differing, *(k for k in keys if k in there)]
+        present = [k for k in keys if k in there]
+        todo = [k for k in keys if k not in there]
+        # A spare helps only where a rename reaches: not an overlay rootfs, whose
+        # st_dev is its own. There, every start copies and no spare is made.
+        if todo and wanted and same_filesystem(dest.fd, store.root):
+            refill = True
+            try:
+                spares.prepare(spec)
+                claimed = spares.claim(spec.key)
+            except OSError as err:  # the copy below still works
+                log.debug("no spare for %s: %s", container_path, err)
+                claimed = None
+            if claimed is not None:
+                try:
+                    moved = move_in(claimed, todo, dest.path, owner)
+                finally:
+                    spares.discard(claimed)
+                installed += moved.moved
+                from_spare = len(moved.moved)
+                present += moved.present
+                todo = moved.missing
+                if moved.error is not None and moved.error.errno == errno.EXDEV:
+                    # Same filesystem, another mount: no rename will ever reach
+                    # this cache, so no more spares are made for it.
+                    refill = False
+        if todo:
+            result = install_kernels(
+                verdict.cache_root,
+                todo,
+                dest.path,
+                target_root=container_path,
+                owner=owner,
+            )
+            installed += result.installed
+            present += [*result.present, *result.differing]
         host_path = dest.host_path
+    notes: tuple[str, ...] = ()
+    if refill:
+        from tcv.hook.spare import keeper_delay, keeper_idle, request_refill
+
+        try:
+            pid = request_refill(store.root, spec.key, wanted, keeper_idle(env), keeper_delay(env))
+        except OSError as err:
+            notes = (f"cannot start the spare refill: {err.strerror or err}",)
+        else:
+            notes = (
+                "spare refill asked of the running keeper"
+                if pid is None
+                else f"spare refill by a new keeper, pid {pid}",
+            )
     return InjectReport(
         image=image,
         digest=resolved.digest,
         container_path=container_path,
         host_path=host_path,
         gpus=gpus,
-        installed=tuple(result.installed),
+        installed=tuple(installed),
         present=tuple(sorted(present)),
         skipped=skipped,
         store_warm=warm,
+        from_spare=from_spare,
         seconds=time.monotonic() - started,
+        notes=notes,
     )

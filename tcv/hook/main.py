@@ -95,7 +95,6 @@ def kill_children() -> list[int]:
 def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
     """The logger the hook reports to, and where it writes."""
     import logging
-    import logging.handlers
 
     from tcv.hook.store import default_root
 
@@ -110,6 +109,8 @@ def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
     target = env.get(LOG_ENV, "").strip()
     handler: logging.Handler | None = None
     if target in ("syslog", "") and os.path.exists(SYSLOG_SOCKET):
+        import logging.handlers  # only here: it loads socket, pickle and queue
+
         try:
             handler = logging.handlers.SysLogHandler(
                 address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON

@@ -5,14 +5,18 @@ rootless: ``$XDG_DATA_HOME/tcv/store``)::
 
     images/<algo>-<hex>/store.json   the image's labels and manifest
     images/<algo>-<hex>/<cache>/...   its validated kernel directories
+    images/<algo>-<hex>/verdicts/*.json  which kernels fit, per set of GPUs
+    spares/...                        private copies made ahead of time (spare.py)
     locks/<algo>-<hex>.lock           one fill at a time per image
     tmp/fill-*/                       fills in progress (renamed into images/)
 
 Keyed by the manifest digest of the image as the host holds it. A container
 start with a warm store costs a digest look-up (the local image index, no
-subprocess) and a filtered copy. A fill happens once per image: under a lock,
-into a temporary directory renamed into place, so concurrent starts either
-fill it or wait and reuse it, and a reader never sees half an image.
+subprocess), the verdict for the container's GPUs (kept per set of GPUs, so
+the manifest is read once) and a move or a filtered copy. A fill happens once
+per image: under a lock, into a temporary directory renamed into place, so
+concurrent starts either fill it or wait and reuse it, and a reader never
+sees half an image.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcv.hook.state import HookError
-from tcv.kernel import KernelEntry
+
+if TYPE_CHECKING:
+    from tcv.gpu.model import HostGpus
+    from tcv.kernel import KernelEntry
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ STORE_ENV = "TCV_STORE"
 ROOT_STORE = "/var/lib/tcv/store"
 STORE_FILE = "store.json"
 STALE_FILL_SECONDS = 24 * 3600
+VERDICTS = "verdicts"
 
 _TRANSPORTS = ("containers-storage:", "docker://", "oci:", "oci-archive:", "docker-archive:")
 _LOCAL_ONLY = ("oci:", "oci-archive:", "docker-archive:")
@@ -208,6 +215,35 @@ class StoredImage:
 
 
 @dataclass(frozen=True)
+class StoredVerdict:
+    """Which kernels of a stored image fit one set of GPUs (``check_entries``),
+    kept so that a warm start never parses the manifest again."""
+
+    cache_root: Path
+    compatible: tuple[str, ...]
+    incompatible: tuple[tuple[str, str], ...]
+
+
+def verdict_key(host: HostGpus) -> str:
+    """The name of the verdict for ``host``: what the rules read of it (each GPU's
+    index, backend, arch and warp size; the CUDA driver version), and the rules'
+    own version, so that an update of tcv never reuses an old verdict."""
+    import tcv
+
+    try:
+        rules = os.stat(Path(tcv.__file__).parent / "compat.py").st_mtime_ns
+    except OSError:
+        rules = 0
+    doc = [
+        tcv.__version__,
+        rules,
+        [[g.index, g.backend, g.arch, g.warp_size] for g in host.gpus],
+        list(host.cuda_driver) if host.cuda_driver else None,
+    ]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
 class Resolved:
     """Which image a reference names: the reference to fetch it from and its digest."""
 
@@ -251,10 +287,49 @@ class Store:
             labels=dict(record.get("labels") or {}),
         )
 
+    def verdict(self, digest: str, host: HostGpus) -> StoredVerdict | None:
+        """The kept verdict of the stored image ``digest`` for ``host``, or None."""
+        path = self.images / digest_dirname(digest) / VERDICTS / f"{verdict_key(host)}.json"
+        try:
+            doc = json.loads(path.read_bytes())
+            return StoredVerdict(
+                cache_root=self.images / digest_dirname(digest) / str(doc["cache"]),
+                compatible=tuple(str(k) for k in doc["compatible"]),
+                incompatible=tuple((str(k), str(r)) for k, r in doc["incompatible"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none yet (or damaged): judged again and rewritten
+
+    def keep_verdict(
+        self,
+        stored: StoredImage,
+        host: HostGpus,
+        compatible: list[str],
+        incompatible: list[tuple[str, str]],
+    ) -> StoredVerdict:
+        """Keep a verdict beside the stored image (atomically; best effort)."""
+        verdict = StoredVerdict(stored.cache_root, tuple(compatible), tuple(incompatible))
+        folder = stored.dir / VERDICTS
+        doc = {
+            "cache": str(stored.cache_root.relative_to(stored.dir)),
+            "compatible": list(compatible),
+            "incompatible": [list(x) for x in incompatible],
+        }
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            tmp = folder / f".{os.getpid()}.{time.monotonic_ns()}.tmp"
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, folder / f"{verdict_key(host)}.json")
+        except OSError as err:
+            log.debug("cannot keep the verdict in %s: %s", folder, err)
+        return verdict
+
     def sweep(self, max_age: float = STALE_FILL_SECONDS) -> list[str]:
         """Remove fills that a killed hook left behind (the runtime kills a hook at
         its timeout, so no ``finally`` ran); a fill younger than ``max_age`` may be
         running and is kept."""
+        import shutil
+
         removed = []
         now = time.time()
         try:
@@ -303,6 +378,9 @@ class Store:
     def _fill_locked(
         self, resolved: Resolved, opts: object, max_size: int | None, timeout: float | None
     ) -> StoredImage:
+        import shutil
+        import tempfile
+
         from tcv.extract import fetch_image
         from tcv.imageref import parse_image_ref
         from tcv.manifest import build_manifest

@@ -7,21 +7,34 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness.podman import REPO, Podman, install_hook, podman_session
+from tests.harness.podman import (
+    REPO,
+    Podman,
+    install_hook,
+    podman_session,
+    refill_pids,
+    wait_for_refills,
+)
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = "triton-3.9"
 GPU = "cuda:90"
+# The spare keeper refills at once and leaves as soon as it has nothing to do, so
+# that a test can wait for it to finish (on its pidfd) instead of for its times.
+QUICK_KEEPER = {"TCV_HOOK_KEEPER_IDLE": "0", "TCV_HOOK_KEEPER_DELAY": "0"}
 
 
 def _index(caches_dir: Path) -> list[dict]:
@@ -79,8 +92,10 @@ def setup(tmp_path_factory, caches_dir) -> Iterator[Setup]:
             "never",
             "--timeout",
             "20",
+            env=QUICK_KEEPER,
         )
         yield Setup(pod, base, busybox, cache_image)
+        wait_for_refills(base / "store")  # the spares some starts here asked for
 
 
 def _inject(s: Setup, **extra: str) -> dict[str, str]:
@@ -162,6 +177,10 @@ def test_rootfs_home_cache_owned_by_the_user(setup, expected):
         if ln.startswith("{"):
             paths = json.loads(ln)["child_paths"].values()
             assert all(p.startswith("/home/u/.triton/cache/") for p in paths)
+    # An overlay rootfs is a filesystem of its own: no rename reaches it from the
+    # store, so the kernels are copied and no spare is made for it.
+    injected = [ln for ln in setup.log_text().splitlines() if f"from {setup.cache_image} (" in ln]
+    assert "; copied; " in injected[-1]
 
 
 def test_user_namespace_maps_the_owner(setup, expected):
@@ -263,7 +282,7 @@ def test_two_containers_at_once_on_one_volume(setup, expected, caches_dir, tmp_p
     """Cold store (a fresh one), one volume, two starts at the same time."""
     hooks = tmp_path / "hooks.d"
     install_hook(hooks, "--gpu", GPU, "--store", str(tmp_path / "store"),
-                 "--log", str(setup.log), "--pull", "never")  # fmt: skip
+                 "--log", str(setup.log), "--pull", "never", env=QUICK_KEEPER)  # fmt: skip
     pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
     vol = setup.pod.volume()
     kw = {
@@ -284,6 +303,7 @@ def test_two_containers_at_once_on_one_volume(setup, expected, caches_dir, tmp_p
     images = list((tmp_path / "store" / "images").iterdir())
     assert len(images) == 1
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
+    wait_for_refills(tmp_path / "store")
 
 
 def test_time_bound_lets_the_container_start(setup, tmp_path):
@@ -296,7 +316,7 @@ def test_time_bound_lets_the_container_start(setup, tmp_path):
     (store / "locks").mkdir(parents=True)
     hooks = tmp_path / "hooks.d"
     install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(setup.log),
-                 "--pull", "never", "--timeout", "2")  # fmt: skip
+                 "--pull", "never", "--timeout", "2", env=QUICK_KEEPER)  # fmt: skip
     pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
     lock = os.open(store / "locks" / f"{digest_dirname(digest)}.lock", os.O_RDWR | os.O_CREAT)
     try:
@@ -370,7 +390,8 @@ def test_pull_from_the_registry_only_when_allowed(setup, expected, registry, tmp
     for policy in ("never", "missing"):
         hooks = tmp_path / policy
         install_hook(hooks, "--gpu", GPU, "--store", str(tmp_path / "store"), "--log",
-                     str(setup.log), "--pull", policy, "--tls-verify", "false")  # fmt: skip
+                     str(setup.log), "--pull", policy, "--tls-verify", "false",
+                     env=QUICK_KEEPER)  # fmt: skip
         pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
         res = pod.run(
             setup.busybox,
@@ -387,3 +408,159 @@ def test_pull_from_the_registry_only_when_allowed(setup, expected, registry, tmp
             assert sorted(res.stdout.split()) == sorted(expected)
             assert f"from {remote} (" in line and "store filled" in line
     assert any("/blobs/" in uri for uri in registry.blob_requests())
+
+
+def _spare_setup(setup: Setup, tmp_path: Path) -> tuple[Podman, Path, Path]:
+    store, log = tmp_path / "store", tmp_path / "hook.log"
+    hooks = tmp_path / "hooks.d"
+    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(log),
+                 "--pull", "never", env=QUICK_KEEPER)  # fmt: skip
+    return Podman(conf=setup.pod.conf, hooks_dir=hooks), store, log
+
+
+def _spare_dirs(store: Path, prefix: str) -> list[Path]:
+    return sorted((store / "spares").glob(f"*/{prefix}*"))
+
+
+def test_second_start_on_a_volume_is_served_from_a_spare(setup, expected, caches_dir, tmp_path):
+    """First use copies and starts a refill; the next start on another volume moves
+    the refill's private, pre-rendered copies in: exactly the compatible kernels,
+    group files naming the container's path, files of the container's user."""
+    pod, store, log = _spare_setup(setup, tmp_path)
+    kw = {
+        "annotations": _inject(setup),
+        "env": {"TRITON_CACHE_DIR": "/cache"},
+        "user": "1234:2345",
+    }
+    first, second = setup.pod.volume(), setup.pod.volume()
+    res = pod.run(setup.busybox, ["true"], volumes=[f"{first}:/cache"], **kw)
+    assert res.exit_code == 0, res.stderr
+    assert "store filled; copied; " in log.read_text().splitlines()[-1]
+    wait_for_refills(store)
+    assert len(_spare_dirs(store, "ready-")) == 2
+
+    res = pod.run(
+        setup.busybox,
+        ["sh", "-c", "stat -c '%u:%g %n' /cache/* /cache/*/*"],
+        volumes=[f"{second}:/cache"],
+        **kw,
+    )
+    assert res.exit_code == 0, res.stderr
+    line = log.read_text().splitlines()[-1]
+    assert f"injected {len(expected)} kernel(s)" in line and "store warm; from a spare; " in line
+    host = setup.pod.volume_path(second)
+    _check_tree(host, "/cache", expected, caches_dir)
+    # Inside, every kernel directory and file belongs to the container's user...
+    owners = {ln.split()[0] for ln in res.stdout.splitlines() if "/cache/." not in ln}
+    assert owners == {"1234:2345"}
+    # ...and on the host they are private copies, not the store's files.
+    stored = {os.stat(p).st_ino for p in (store / "images").rglob("*") if p.is_file()}
+    for p in host.rglob("*"):
+        if p.name != ".tcv.lock":
+            assert (p.stat().st_uid, p.stat().st_gid) == (1234, 2345)
+            assert p.stat().st_ino not in stored
+    wait_for_refills(store)
+    assert len(_spare_dirs(store, "ready-")) == 2  # refilled behind the start
+    for leftover in ("claimed-", "building-", "trash-"):
+        assert _spare_dirs(store, leftover) == []
+
+
+def test_refill_outlives_the_start_holding_nothing_of_the_hook(setup, expected, tmp_path):
+    """The refill is detached: with its tuple's refill lock held here, it cannot
+    finish, yet podman returns; the refill is then alive in a session of its own,
+    with /dev/null for stdin/stdout/stderr and no pipe that runc would wait on."""
+    from tcv.hook.spare import LOCK_FILE, spare_key
+    from tcv.hook.store import local_digest
+
+    pod, store, log = _spare_setup(setup, tmp_path)
+    digest = local_digest(setup.cache_image, os.environ)
+    assert digest
+    tuple_dir = store / "spares" / spare_key(digest, expected, "/cache", (0, 0))
+    tuple_dir.mkdir(parents=True)
+    lock = os.open(tuple_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        vol = setup.pod.volume()
+        res = pod.run(
+            setup.busybox,
+            ["ls", "/cache"],
+            annotations=_inject(setup),
+            volumes=[f"{vol}:/cache"],
+            env={"TRITON_CACHE_DIR": "/cache"},
+        )
+        assert res.exit_code == 0, res.stderr
+        assert sorted(res.stdout.split()) == sorted(expected)
+        pids = refill_pids(store)
+        assert len(pids) == 1, "the refill must still be waiting for the lock held here"
+        pid = pids[0]
+        assert os.getsid(pid) == pid != os.getsid(0)
+        fds = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+        assert [fds[n] for n in ("0", "1", "2")] == ["/dev/null"] * 3
+        assert not [t for t in fds.values() if t.startswith(("pipe:", "socket:"))], fds
+        assert _spare_dirs(store, "ready-") == []
+    finally:
+        os.close(lock)
+    wait_for_refills(store)
+    assert len(_spare_dirs(store, "ready-")) == 2
+    assert "refill failed" not in log.read_text()
+
+
+def test_spares_are_private_to_their_owner_and_path(setup, expected, tmp_path):
+    """A spare made for one user and path is never given to another: different
+    tuples, each with its own spares."""
+    pod, store, log = _spare_setup(setup, tmp_path)
+    for user, path in (("0:0", "/cache"), ("1000:1000", "/cache"), ("0:0", "/c2")):
+        vol = setup.pod.volume()
+        res = pod.run(
+            setup.busybox,
+            ["true"],
+            annotations=_inject(setup),
+            volumes=[f"{vol}:{path}"],
+            env={"TRITON_CACHE_DIR": path},
+            user=user,
+        )
+        assert res.exit_code == 0, res.stderr
+        assert "; copied; " in log.read_text().splitlines()[-1]
+        wait_for_refills(store)
+    tuples = sorted(p for p in (store / "spares").iterdir() if p.is_dir())
+    assert len(tuples) == 3
+    for t in tuples:
+        spec = json.loads((t / "spare.json").read_text())
+        assert spec["keys"] == sorted(expected)
+        for ready in t.glob("ready-*"):
+            for key in spec["keys"]:
+                st = (ready / key).stat()
+                assert [st.st_uid, st.st_gid] == spec["owner"]
+                assert stat.S_IMODE(st.st_mode) == 0o755
+
+
+def test_later_starts_ask_the_running_keeper(setup, expected, tmp_path):
+    """The refill process stays a while when idle and serves later starts through
+    its FIFO: they start no process, so conmon has none to wait for."""
+    store, log, hooks = tmp_path / "store", tmp_path / "hook.log", tmp_path / "hooks.d"
+    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(log),
+                 "--pull", "never", env={**QUICK_KEEPER, "TCV_HOOK_KEEPER_IDLE": "2"})  # fmt: skip
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    (store / "spares").mkdir(parents=True)
+    fifo = store / "spares" / "keeper.fifo"
+    os.mkfifo(fifo, 0o600)  # made here so that this test can wait on it below
+    kw = {"annotations": _inject(setup), "env": {"TRITON_CACHE_DIR": "/cache"}}
+    res = pod.run(setup.busybox, ["true"], volumes=[f"{setup.pod.volume()}:/cache"], **kw)
+    assert res.exit_code == 0, res.stderr
+    started = re.search(r"spare refill by a new keeper, pid (\d+)", log.read_text())
+    assert started, log.read_text()
+    keeper = int(started.group(1))
+    # Opening a FIFO for writing returns once a reader has it open: the keeper listens.
+    opener = threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True)
+    opener.start()
+    opener.join(60)
+    assert not opener.is_alive(), "the keeper never opened its FIFO"
+    res = pod.run(setup.busybox, ["ls", "/cache"], volumes=[f"{setup.pod.volume()}:/cache"], **kw)
+    assert res.exit_code == 0, res.stderr
+    assert sorted(res.stdout.split()) == sorted(expected)
+    assert "spare refill asked of the running keeper" in log.read_text().splitlines()[-1]
+    assert refill_pids(store) == [keeper]
+    wait_for_refills(store)  # it leaves after 2 s without requests
+    assert len(_spare_dirs(store, "ready-")) == 2
+    assert not fifo.exists()
+    assert "refill failed" not in log.read_text()

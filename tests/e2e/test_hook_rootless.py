@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sh
 
-from tests.harness.podman import CONTAINERS_CONF, REPO
+from tests.harness.podman import CONTAINERS_CONF, REPO, wait_for_refills
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rootless]
 
@@ -76,6 +76,7 @@ def test_rootless_container_gets_its_kernels(user, caches_dir):
     busybox = f"localhost/tcv-test-rootless-busybox:{tag}"
     cache_image = f"localhost/tcv-test-rootless-cache:{tag}"
     vol = f"tcv-test-rootless-{tag}"
+    vol2 = f"tcv-test-rootless-2-{tag}"
     hooks = user.work / "hooks.d"
     store = user.work / "store"
     script = (
@@ -91,6 +92,9 @@ def test_rootless_container_gets_its_kernels(user, caches_dir):
                  "--store", str(store), "--pull", "never")  # fmt: skip
         cfg = json.loads((hooks / "tcv.json").read_text())
         assert "_CONTAINERS_ROOTLESS_UID=" + str(user.pw.pw_uid) in cfg["hook"]["env"]
+        # The spare keeper leaves when done, so that the test can wait for it.
+        cfg["hook"]["env"] += ["TCV_HOOK_KEEPER_IDLE=0", "TCV_HOOK_KEEPER_DELAY=0"]
+        (hooks / "tcv.json").write_text(json.dumps(cfg))
         user("podman", "volume", "create", vol)
         out = user(
             "podman", "--hooks-dir", str(hooks), "run", "--rm", "--network", "none",
@@ -116,6 +120,25 @@ def test_rootless_container_gets_its_kernels(user, caches_dir):
             assert (st.st_uid, st.st_gid) == (user.pw.pw_uid, user.pw.pw_gid)
         log = (store / "hook.log").read_text()
         assert f"injected {len(expected)} kernel(s) from {cache_image}" in log
+
+        # The refill ran in the user's namespace too: the next start on another
+        # volume moves the user's spare in.
+        wait_for_refills(store)
+        user("podman", "volume", "create", vol2)
+        user(
+            "podman", "--hooks-dir", str(hooks), "run", "--rm", "--network", "none",
+            "--annotation", f"cache.triton.image/inject={cache_image}",
+            "-v", f"{vol2}:/cache", "-e", "TRITON_CACHE_DIR=/cache", busybox, "true",
+        )  # fmt: skip
+        line = (store / "hook.log").read_text().splitlines()[-1]
+        assert f"injected {len(expected)} kernel(s)" in line and "from a spare" in line
+        mount = user("podman", "volume", "inspect", "--format", "{{.Mountpoint}}", vol2).strip()
+        for key in expected:
+            for p in [Path(mount) / key, *(Path(mount) / key).iterdir()]:
+                st = p.stat()
+                assert (st.st_uid, st.st_gid) == (user.pw.pw_uid, user.pw.pw_gid)
+        wait_for_refills(store)
     finally:
-        user("podman", "volume", "rm", "-f", vol, _ok_code=[0, 1, 2])
+        wait_for_refills(store)
+        user("podman", "volume", "rm", "-f", vol, vol2, _ok_code=[0, 1, 2])
         user("podman", "rmi", "-f", busybox, cache_image, _ok_code=[0, 1, 2])

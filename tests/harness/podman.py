@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import sys
 import tempfile
@@ -170,10 +171,49 @@ def tcv(*args: str, _env: dict[str, str] | None = None) -> str:
     return str(run("-c", "from tcv.cli.app import main; main()", *args, _env=env, _cwd=str(REPO)))
 
 
-def install_hook(hooks_dir: Path, *args: str) -> Path:
-    """``tcv hook install --hooks-dir DIR ARGS...`` as a real command; the JSON path."""
+def refill_pids(store: Path) -> list[int]:
+    """The hook's detached spare refills working on ``store`` (their command line
+    names it), found through /proc: they are no children of ours."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if any(b"refill_main" in a for a in argv) and os.fsencode(str(store)) in argv:
+            pids.append(int(name))
+    return pids
+
+
+def wait_for_refills(store: Path, timeout: float = 120.0) -> None:
+    """Wait until no spare refill works on ``store``: on each one's pidfd, which
+    becomes readable when the process exits (no polling, no sleeps)."""
+    while pids := refill_pids(store):
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            try:
+                ready, _, _ = select.select([fd], [], [], timeout)
+                if not ready:
+                    raise TimeoutError(f"spare refill {pid} still runs after {timeout:g}s")
+            finally:
+                os.close(fd)
+
+
+def install_hook(hooks_dir: Path, *args: str, env: dict[str, str] | None = None) -> Path:
+    """``tcv hook install --hooks-dir DIR ARGS...`` as a real command; the JSON path.
+    ``env``: settings without a switch, added to the JSON's environment."""
     tcv("hook", "install", "--hooks-dir", str(hooks_dir), *args)
-    return hooks_dir / "tcv.json"
+    path = hooks_dir / "tcv.json"
+    if env:
+        config = json.loads(path.read_text())
+        config["hook"]["env"] += [f"{k}={v}" for k, v in env.items()]
+        path.write_text(json.dumps(config))
+    return path
 
 
 @contextmanager

@@ -100,7 +100,7 @@ def test_cli_install_writes_the_json(tmp_path, capsys):
             "tcv", "hook", "install", "--hooks-dir", str(hooks), "--gpu", "cuda:90",
             "--gpu", "hip:gfx942", "--cuda-driver", "12.4", "--store", str(tmp_path / "s"),
             "--log", str(tmp_path / "h.log"), "--pull", "never", "--tls-verify", "false",
-            "--timeout", "12",
+            "--timeout", "12", "--spares", "0",
         ],
         exit=False,
     )  # fmt: skip
@@ -116,6 +116,7 @@ def test_cli_install_writes_the_json(tmp_path, capsys):
     assert env["TCV_HOOK_PULL"] == "never"
     assert env["TCV_HOOK_TLS_VERIFY"] == "false"
     assert env["TCV_HOOK_TIMEOUT"] == "12"
+    assert env["TCV_HOOK_SPARES"] == "0"
     assert cfg["hook"]["timeout"] == 17
     assert Path(cfg["hook"]["args"][1]).is_file()
     assert Path(cfg["hook"]["path"]).is_file()
@@ -147,6 +148,7 @@ def test_cli_show_prints_without_writing(tmp_path, capsys, monkeypatch):
         pytest.param(["--cuda-driver", "twelve"], "bad CUDA driver version", id="bad-driver"),
         pytest.param(["--pull", "always"], "always", id="bad-pull"),
         pytest.param(["--timeout", "0"], "timeout", id="bad-timeout"),
+        pytest.param(["--spares", "9"], "spares", id="too-many-spares"),
     ],
 )
 def test_cli_install_bad_options_one_line_exit_3(tmp_path, capsys, argv, needle):

@@ -4,12 +4,15 @@ containers-storage image index, with the GPU override of the hook's environment.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 
 import pytest
 
 from tcv.cache import scan_cache
 from tcv.hook import inject as inj
+from tcv.hook import spare as sp
 from tcv.hook.state import HookError, State
 from tcv.hook.store import digest_dirname
 from tcv.manifest import build_manifest
@@ -28,9 +31,14 @@ def keys_for(index, backend, arch):
     return sorted(e["key"] for e in index if (e["backend"], e["arch"]) == (backend, arch))
 
 
+REFILL = [sys.executable, "-c", sp.REFILL_CODE]
+
+
 @pytest.fixture
-def host(tmp_path, caches_dir):
-    """A store holding the fixture image, and a storage index naming it."""
+def host(tmp_path, caches_dir, fp):
+    """A store holding the fixture image, and a storage index naming it. The
+    detached refill a start on the store's filesystem launches is recorded, not run."""
+    fp.register([*REFILL, fp.any()], occurrences=10)
     fixture = caches_dir / "triton-3.9"
     image_dir = tmp_path / "store" / "images" / digest_dirname(DIGEST)
     shutil.copytree(fixture, image_dir / "cache")
@@ -94,6 +102,18 @@ def test_second_start_finds_them_present(tmp_path, host):
     assert sorted(again.present) == sorted(first.installed)
 
 
+def test_warm_start_reads_the_kept_verdict_not_the_manifest(tmp_path, host):
+    b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
+    first = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
+    record = tmp_path / "store" / "images" / digest_dirname(DIGEST) / "store.json"
+    record.write_text("{damaged")  # only a start that must judge again reads it
+    shutil.rmtree(tmp_path / "rootfs" / "tc")
+    again = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
+    assert again.installed == first.installed and again.skipped == first.skipped
+    with pytest.raises(HookError, match="is damaged"):
+        inj.inject(state(b), {**host, "TCV_GPUS": "cuda:80"}, deadline=1e12)
+
+
 def test_volume_source_receives_the_kernels(tmp_path, host, index):
     vol = tmp_path / "vol"
     vol.mkdir()
@@ -141,6 +161,69 @@ def test_bad_pull_policy_says_which():
     assert "use one of missing, never" in info.value.line()
 
 
+def test_spare_moved_in_on_the_second_start(tmp_path, host, index, fp):
+    vol1, vol2 = tmp_path / "vol1", tmp_path / "vol2"
+    vol1.mkdir(), vol2.mkdir()
+
+    def start(vol):
+        mount = {"destination": "/cache", "type": "bind", "source": str(vol), "options": []}
+        b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache"], mounts=[mount], user=(7, 8))
+        return inj.inject(state(b), host, deadline=1e12)
+
+    first = start(vol1)
+    assert first.from_spare == 0 and "store warm; copied; " in first.line()
+    assert fp.call_count([*REFILL, fp.any()]) == 1  # no spare yet: copied, refill started
+    key = sp.spare_key(DIGEST, keys_for(index, "cuda", "90"), "/cache", (7, 8))
+    spares = sp.Spares(tmp_path / "store" / "spares")
+    assert len(sp.refill(tmp_path / "store", key, wanted=2)) == 2  # what the refill does
+
+    second = start(vol2)
+    assert second.from_spare == len(second.installed) == len(keys_for(index, "cuda", "90"))
+    assert "store warm; from a spare; " in second.line()
+    assert fp.call_count([*REFILL, fp.any()]) == 2
+    assert len(spares.ready(key)) == 1
+    # Nothing of the claimed spare is left: it was moved in whole.
+    left = [n for n in os.listdir(spares.tuple_dir(key)) if not n.startswith("ready-")]
+    assert sorted(left) == [sp.LOCK_FILE, sp.SPEC_FILE]
+    for k in second.installed:
+        assert (vol2 / k).stat().st_uid == 7 and (vol2 / k).stat().st_gid == 8
+        for grp in (vol2 / k).glob("__grp__*.json"):
+            paths = json.loads(grp.read_text())["child_paths"].values()
+            assert all(p.startswith(f"/cache/{k}/") for p in paths)
+        for f in (vol2 / k).iterdir():
+            assert f.read_bytes() == (vol1 / k / f.name).read_bytes()
+
+
+def test_spare_never_replaces_what_the_volume_holds(tmp_path, host, index):
+    vol = tmp_path / "vol"
+    mount = {"destination": "/cache", "type": "bind", "source": str(vol), "options": []}
+    b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache"], mounts=[mount])
+    wanted = keys_for(index, "cuda", "90")
+    key = sp.spare_key(DIGEST, wanted, "/cache", (0, 0))
+    sp.Spares(tmp_path / "store" / "spares").prepare(
+        sp.SpareSpec.of(DIGEST, wanted, "/cache", (0, 0))
+    )
+    sp.refill(tmp_path / "store", key, wanted=1)
+    (vol / wanted[0]).mkdir(parents=True)
+    (vol / wanted[0] / "mine").write_text("kept")
+    report = inj.inject(state(b), host, deadline=1e12)
+    assert report.installed == tuple(wanted[1:]) and report.from_spare == len(wanted) - 1
+    assert report.present == (wanted[0],)
+    assert os.listdir(vol / wanted[0]) == ["mine"]
+    # The claimed spare's copy of the present kernel is set aside, swept by the next refill.
+    tuple_dir = tmp_path / "store" / "spares" / key
+    trash = [n for n in os.listdir(tuple_dir) if n.startswith("trash-")]
+    assert len(trash) == 1 and os.listdir(tuple_dir / trash[0]) == [wanted[0]]
+
+
+def test_spares_turned_off_copy_and_start_nothing(tmp_path, host, fp):
+    b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
+    report = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
+    assert report.installed and report.from_spare == 0
+    assert fp.call_count([*REFILL, fp.any()]) == 0
+    assert not (tmp_path / "store" / "spares").exists()
+
+
 def test_report_line_names_what_happened():
     report = inj.InjectReport(
         image="img", digest="sha256:x", container_path="/c", host_path="/h/c",
@@ -149,6 +232,6 @@ def test_report_line_names_what_happened():
     )  # fmt: skip
     assert report.line() == (
         "injected 1 kernel(s) from img (sha256:x) into /c (host /h/c) for cuda:90; "
-        "1 already present, 1 not for these GPUs; store filled; 0.250s; installed K1; "
+        "1 already present, 1 not for these GPUs; store filled; copied; 0.250s; installed K1; "
         "skipped because built for hip"
     )

@@ -221,3 +221,47 @@ def test_sweep_removes_only_stale_fills(tmp_path):
 
 def test_sweep_without_a_store(tmp_path):
     assert st.Store(tmp_path / "none").sweep() == []
+
+
+# --- verdicts ------------------------------------------------------------------------------
+
+
+def _host(*gpus, driver=None):
+    from tcv.gpu.model import Gpu, HostGpus
+
+    return HostGpus(
+        gpus=tuple(Gpu(i, b, a, w) for i, (b, a, w) in enumerate(gpus)), cuda_driver=driver
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(_host(("cuda", "80", 32)), id="arch"),
+        pytest.param(_host(("cuda", "90", 32), ("cuda", "90", 32)), id="more-gpus"),
+        pytest.param(_host(("hip", "gfx942", 64)), id="backend"),
+        pytest.param(_host(("cuda", "90", 32), driver=(12, 4)), id="driver"),
+    ],
+)
+def test_verdict_key_follows_what_the_rules_read(other):
+    base = _host(("cuda", "90", 32))
+    assert st.verdict_key(base) == st.verdict_key(_host(("cuda", "90", 32)))
+    assert st.verdict_key(base) != st.verdict_key(other)
+
+
+def test_verdict_kept_and_read_back(tmp_path):
+    store = st.Store(tmp_path)
+    image = tmp_path / "images" / st.digest_dirname(D1)
+    (image / "cache").mkdir(parents=True)
+    stored = st.StoredImage(D1, "x", image, image / "cache", (), {})
+    host = _host(("cuda", "90", 32))
+    assert store.verdict(D1, host) is None
+    kept = store.keep_verdict(stored, host, ["A", "B"], [("C", "is hip")])
+    assert store.verdict(D1, host) == kept
+    assert kept.compatible == ("A", "B") and kept.incompatible == (("C", "is hip"),)
+    assert kept.cache_root == image / "cache"
+    assert store.verdict(D1, _host(("cuda", "80", 32))) is None
+    # A damaged verdict is judged again, not an error.
+    (path,) = (image / st.VERDICTS).iterdir()
+    path.write_text("{")
+    assert store.verdict(D1, host) is None

@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from plumbum import local
-from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+from plumbum.commands.processes import CommandNotFound, ProcessTimedOut, run_proc
 
 from tcv.errors import ToolError
 
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 5
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,15 @@ def run(
     log.debug("running: %s", " ".join(argv))
     if stdin is not None:
         cmd = cmd << stdin
+    proc = cmd.popen()
     try:
-        returncode, stdout, stderr = cmd.run(retcode=None, timeout=timeout)
-    except ProcessTimedOut:
+        returncode, stdout, stderr = run_proc(proc, None, timeout)
+    except BaseException as exc:
+        # Ctrl-C, SIGTERM (see cli.base.sigterm_as_interrupt) or a timeout: the tool
+        # must not outlive us (a skopeo copy would go on writing into staging).
+        _stop(proc)
+        if not isinstance(exc, ProcessTimedOut):
+            raise
         raise ToolError(
             f"cannot {action}: {argv[0]} did not finish within {timeout:.0f}s",
             argv=argv,
@@ -95,3 +102,17 @@ def run(
             stderr_tail=result.stderr_tail,
         )
     return result
+
+
+def _stop(proc: object) -> None:
+    """Terminate a child still running, then kill it if it ignores that."""
+    import subprocess
+
+    if proc.poll() is not None:  # type: ignore[attr-defined]
+        return
+    proc.terminate()  # type: ignore[attr-defined]
+    try:
+        proc.wait(timeout=STOP_GRACE_SECONDS)  # type: ignore[attr-defined]
+    except subprocess.TimeoutExpired:
+        proc.kill()  # type: ignore[attr-defined]
+        proc.wait()  # type: ignore[attr-defined]

@@ -22,7 +22,21 @@ from tcv.errors import UsageError
 
 class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     """Triton Cache Vault: pack a Triton kernel cache into an OCI image, ship it through
-    any registry, and install on each host only the kernels its GPUs can run."""
+    any registry, and install on each host only the kernels its GPUs can run.
+
+    -c builds an image from the cache in -d DIR with buildah (one reproducible layer
+    holding io.triton.cache/<KEY>/ and io.triton.manifest/manifest.json, and the
+    cache.triton.image/* labels) and, with --push, pushes it. -e reads the image's
+    labels first and stops before any layer is downloaded when nothing fits this
+    host's GPUs; otherwise it pulls, verifies and installs each fitting kernel
+    atomically into DEST, rewriting Triton's group files so Triton finds them there.
+
+    Environment: TCV_GPUS (';'-separated SPECs, as --gpu), TCV_CUDA_DRIVER (as
+    --cuda-driver), TCV_LOG_LEVEL, TRITON_CACHE_DIR and TRITON_HOME (DEST's default).
+
+    Exit status: 0 success; 1 extraction failed; 2 creation failed; 3 bad usage or
+    configuration; 4 nothing in the image fits this host; 5 image not found or
+    registry unreachable. Every failure is one line on stderr saying what to do."""
 
     PROGNAME = "tcv"
     USAGE = (

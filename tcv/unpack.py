@@ -593,7 +593,8 @@ class _Unpacker:
             if self.max_bytes is not None and self.result.cache_bytes > self.max_bytes:
                 raise UnsafeLayerError(
                     f"the image unpacks to more than {self.max_bytes} bytes of cache "
-                    "(its cache-size-bytes label, or --max-size)",
+                    "(its cache-size-bytes label, --max-size, or the bound for an "
+                    "unlabelled image)",
                     "raise --max-size if the image is trusted and really that large",
                 )
         else:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcv.cache import scan_cache
+from tcv.extract import UNLABELLED_FLOOR, unlabelled_limit
 from tcv.manifest import LABEL_CACHE_SIZE, build_labels, build_manifest
 from tests.harness import hostile as h
 
@@ -146,3 +147,25 @@ def test_tampered_file_fails_the_manifest_check(registry, honest, tmp_path, dest
     before = h.snapshot(dest)
     staging = tmp_path / "staging"
     assert_refused(extract(ref, dest, staging), "sha256", dest, before, staging)
+
+
+def test_unlabelled_decompression_bomb_is_refused(registry, honest, tmp_path, dest):
+    """No cache-size-bytes label (as in the Go tools' images): the unpacked size is
+    still bounded by the compressed size, so a bomb stops at the bound."""
+    members, labels, key = honest
+    unlabelled = {k: v for k, v in labels.items() if k != LABEL_CACHE_SIZE}
+    bomb = h.reg(f"{C}/{key}/zeros.bin", bytes(UNLABELLED_FLOOR + (1 << 20)))
+    image = h.write_image(tmp_path / "img", [h.Layer([*members, bomb])], unlabelled)
+    # dir: layouts store each blob under its digest's hex.
+    blob_bytes = sum((image.path / d.split(":")[1]).stat().st_size for d in image.layer_digests)
+    assert unlabelled_limit(blob_bytes) == UNLABELLED_FLOOR  # the zeros shrink to ~256 KiB
+    ref = h.push(image, registry.ref("tcv-it/hostile-bomb:1"))
+    before = h.snapshot(dest)
+    staging = tmp_path / "staging"
+    proc = extract(ref, dest, staging)
+    assert_refused(proc, f"more than {UNLABELLED_FLOOR} bytes", dest, before, staging)
+    # The same image without the bomb installs: the bound does not touch honest images.
+    honest_image = h.write_image(tmp_path / "img2", [h.Layer(members)], unlabelled)
+    honest_ref = h.push(honest_image, registry.ref("tcv-it/unlabelled-honest:1"))
+    assert extract(honest_ref, dest, staging).returncode == 0
+    assert (dest / key).is_dir()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tcv import staging
 from tests.harness import buildah_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.rootless]
@@ -161,5 +162,21 @@ def test_rootless_unreadable_file_is_one_line(user, workdir):
         assert "Traceback" not in proc.stderr
         after = buildah_state.snapshot(workdir / "staging", env=ident, user=USER)
         assert after.leftovers(before) == CLEAN
+    finally:
+        as_user(user, "buildah", "rmi", "-f", ref, env={})
+
+
+def test_rootless_create_after_root_used_the_shared_staging_root(user, workdir):
+    """The default /tmp/.tcv, made by root first, serves an unprivileged user too."""
+    with staging.staging_dir():  # root makes (or repairs) the shared root
+        pass
+    shared = Path(staging.DEFAULT_STAGING_ROOT)
+    mine = {p.name for p in shared.iterdir() if p.stat().st_uid == user.pw_uid}
+    ref = f"localhost/tcv-rootless/shared-staging:{uuid.uuid4().hex[:8]}"
+    try:
+        proc = as_user(user, str(TCV), "-c", "-i", ref, "-d", str(workdir / "cache"), env={})
+        assert proc.returncode == 0, proc.stderr
+        # Its private run directory was made there and removed again.
+        assert {p.name for p in shared.iterdir() if p.stat().st_uid == user.pw_uid} == mine
     finally:
         as_user(user, "buildah", "rmi", "-f", ref, env={})

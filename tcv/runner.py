@@ -77,13 +77,16 @@ def run(
     log.debug("running: %s", " ".join(argv))
     if stdin is not None:
         cmd = cmd << stdin
-    proc = cmd.popen()
+    proc = None
     try:
+        # Inside the try: an interrupt that lands as soon as the tool runs still stops it.
+        proc = cmd.popen()
         returncode, stdout, stderr = run_proc(proc, None, timeout)
     except BaseException as exc:
         # Ctrl-C, SIGTERM (see cli.base.sigterm_as_interrupt) or a timeout: the tool
         # must not outlive us (a skopeo copy would go on writing into staging).
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         if not isinstance(exc, ProcessTimedOut):
             raise
         raise ToolError(

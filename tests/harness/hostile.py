@@ -233,6 +233,28 @@ def run_tcv(*args: str, staging: Path, env: Mapping[str, str] | None = None, tim
     )
 
 
+# A simulated H100 whose driver supports the PTX ISA 9.4 of the 3.9 fixtures.
+H100 = ("--gpu", "cuda:90", "--cuda-driver", "13.4")
+
+
+def extract_json(ref: str, dest: Path, staging: Path, *extra: str) -> dict:
+    """``tcv -e`` of ``ref`` into ``dest`` on the simulated H100; its JSON report."""
+    proc = run_tcv(
+        "-e",
+        "-i",
+        ref,
+        "--tls-verify=false",
+        "-d",
+        str(dest),
+        *H100,
+        "--json",
+        *extra,
+        staging=staging,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def snapshot(root: Path) -> dict[str, object]:
     """Every path under ``root`` with its bytes (files), target (links) or "dir"."""
     import os

@@ -16,8 +16,6 @@ from tests.harness.gostyle import build_gostyle_image
 
 pytestmark = pytest.mark.integration
 
-H100 = ["--gpu", "cuda:90", "--cuda-driver", "13.4"]
-
 
 def cuda90(cache) -> list[str]:
     return sorted(e.key for e in scan_cache(cache).entries if (e.backend, e.arch) == ("cuda", "90"))
@@ -41,19 +39,7 @@ def test_go_tool_image_built_by_buildah(registry, caches_dir, tmp_path):
         capture_output=True,
     ).stdout
     assert json.loads(raw)["layers"][0]["mediaType"].startswith("application/vnd.docker.")
-    proc = h.run_tcv(
-        "-e",
-        "-i",
-        ref,
-        "--tls-verify=false",
-        "-d",
-        str(tmp_path / "dest"),
-        *H100,
-        "--json",
-        staging=tmp_path / "st",
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = h.extract_json(ref, tmp_path / "dest", tmp_path / "st")
     assert doc["installed"] == cuda90(cache)
     assert {s["key"] for s in doc["skipped"]} == {e.key for e in scan_cache(cache).entries} - set(
         cuda90(cache)
@@ -69,19 +55,7 @@ def test_thunderbolt_image_without_manifest_or_summary(registry, caches_dir, tmp
         tmp_path / "img", [layer], {"org.opencontainers.image.title": "tb"}, docker=True
     )
     ref = h.push(image, registry.ref("tcv-it/thunderbolt:1"))
-    proc = h.run_tcv(
-        "-e",
-        "-i",
-        ref,
-        "--tls-verify=false",
-        "-d",
-        str(tmp_path / "dest"),
-        *H100,
-        "--json",
-        staging=tmp_path / "st",
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["installed"] == cuda90(cache)
+    assert h.extract_json(ref, tmp_path / "dest", tmp_path / "st")["installed"] == cuda90(cache)
     # The group files were rewritten for DEST although the image carried none of our data.
     for key in cuda90(cache):
         (grp,) = (tmp_path / "dest" / key).glob("__grp__*.json")

@@ -18,7 +18,7 @@ from tests.harness import hostile as h
 pytestmark = pytest.mark.integration
 
 C = h.CACHE_DIR
-H100 = ["--gpu", "cuda:90", "--cuda-driver", "13.4"]
+H100 = h.H100
 # Where an escape would land: unique per session, checked for absence afterwards.
 ESCAPE = Path("/tmp") / f"tcv-escape-{uuid.uuid4().hex}"
 UP = "../" * 12

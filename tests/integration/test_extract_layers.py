@@ -14,8 +14,6 @@ from tests.harness import hostile as h
 
 pytestmark = pytest.mark.integration
 
-H100 = ["--gpu", "cuda:90", "--cuda-driver", "13.4"]
-
 
 @pytest.fixture(scope="module")
 def cache(caches_dir):
@@ -29,23 +27,6 @@ def entries(cache):
 
 def cuda90(entries) -> list[str]:
     return sorted(e.key for e in entries if (e.backend, e.arch) == ("cuda", "90"))
-
-
-def extract_json(ref: str, tmp_path, *extra: str) -> dict:
-    proc = h.run_tcv(
-        "-e",
-        "-i",
-        ref,
-        "--tls-verify=false",
-        "-d",
-        str(tmp_path / "dest"),
-        *H100,
-        "--json",
-        *extra,
-        staging=tmp_path / "st",
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +58,7 @@ def test_media_types(registry, cache, entries, tmp_path, media, docker, transpor
         ref = h.to_oci_layout(image, tmp_path / "layout")
         manifest = json.loads((image.path / "manifest.json").read_text())
         assert manifest["layers"][0]["mediaType"] == media
-    assert extract_json(ref, tmp_path)["installed"] == cuda90(entries)
+    assert h.extract_json(ref, tmp_path / "dest", tmp_path / "st")["installed"] == cuda90(entries)
 
 
 def test_several_layers_apply_in_order(registry, cache, entries, tmp_path):
@@ -107,7 +88,7 @@ def test_several_layers_apply_in_order(registry, cache, entries, tmp_path):
         build_labels(entries, "layers"),
     )
     ref = h.push(image, registry.ref("tcv-it/layers:1"))
-    doc = extract_json(ref, tmp_path)
+    doc = h.extract_json(ref, tmp_path / "dest", tmp_path / "st")
     assert doc["installed"] == keys
     assert "STRAY" not in {s["key"] for s in doc["skipped"]}
     installed = tmp_path / "dest" / keys[0] / ptx.name.rsplit("/", 1)[1]

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from tcv.cache import scan_cache
-from tests.harness.hostile import run_tcv, skopeo_copy
+from tests.harness.hostile import H100, run_tcv, skopeo_copy
 
 pytestmark = pytest.mark.integration
 
 # The fixtures were compiled by Triton 3.9 with PTX ISA 9.4: CUDA 13.4 runs them.
-H100 = ["--gpu", "cuda:90", "--cuda-driver", "13.4"]
 
 
 @pytest.fixture(scope="module")

@@ -32,22 +32,6 @@ def honest(key="K1", data=b"ptx-bytes") -> list[h.Member]:
     ]
 
 
-def tree(root: Path) -> dict[str, bytes | str]:
-    """Everything under root: files by content, links by target, dirs by marker."""
-    out: dict[str, bytes | str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            p = Path(dirpath) / n
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = "-> " + os.readlink(p)
-            elif p.is_dir():
-                out[rel] = "dir"
-            else:
-                out[rel] = p.read_bytes()
-    return out
-
-
 @pytest.fixture
 def area(tmp_path):
     """A staging root with a sibling 'outside' that nothing may touch."""
@@ -192,10 +176,10 @@ HOSTILE = [
 @pytest.mark.parametrize(("members", "needle"), HOSTILE)
 def test_hostile_entries_are_refused(tmp_path, area, members, needle):
     root, outside = area
-    before = tree(outside)
+    before = h.snapshot(outside)
     with pytest.raises(UnsafeLayerError, match=needle):
         unpack_layers([layer_file(tmp_path, [*honest(), *members])], root)
-    assert tree(outside) == before
+    assert h.snapshot(outside) == before
 
 
 def test_hostile_entries_are_refused_outside_the_kept_trees_too(tmp_path, area):

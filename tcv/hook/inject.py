@@ -301,6 +301,9 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
             notes.append(f"no overlay ({err.line()})")
             log.debug("no overlay for %s: %s", cid, err.line())
         else:
+            swept = upper.sweep(store.root)  # containers whose stop was never seen
+            if swept:
+                log.debug("removed the upper layers of gone containers %s", ", ".join(swept))
             _keep_under_cap(store, env)
             return _done(report, started, delivery=MOUNTED)
     else:

@@ -134,6 +134,7 @@ def prune(
     """Remove what the rules ask for; the entries removed."""
     import time
 
+    upper.sweep(store.root)  # containers that are gone use no view
     entries = inventory(store)
     chosen: dict[tuple[str, str, str], Entry] = {}
     if max_age is not None:

@@ -62,7 +62,7 @@ def choose(found: Iterable[Found]) -> Found | None:
 
 
 def site_dirs(env: Mapping[str, str]) -> list[str]:
-    """Container paths to look for site directories under: (prefix, is-a-site-dir)."""
+    """The install prefixes to look for site directories under (container paths)."""
     prefixes = list(PREFIXES)
     for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         value = env.get(name, "").strip()

@@ -620,3 +620,23 @@ def test_pull_from_the_registry_only_when_allowed(setup, expected, registry, tmp
             assert sorted(res.stdout.split()) == sorted(expected)
             assert f"{remote} (" in line and "store filled" in line
     assert any("/blobs/" in uri for uri in registry.blob_requests())
+
+
+def test_store_cap_keeps_the_view_in_use_and_drops_the_rest(setup, expected, tmp_path):
+    """A 1-byte cap: each start keeps only the view its own container mounts."""
+    hooks = tmp_path / "hooks.d"
+    store = tmp_path / "store"
+    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(setup.log),
+                 "--pull", "never", "--store-max-size", "1")  # fmt: skip
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    for path in ("/c1", "/c2"):
+        res = pod.run(
+            setup.busybox, ["ls", path],
+            annotations=_inject(setup, **{"cache.triton.image/inject-dir": path}),
+        )  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        assert sorted(res.stdout.split()) == sorted(expected)
+        views = [json.loads((v / "view.json").read_text()) for v in (store / "views").iterdir()]
+        # The view of this start was in use when the cap was enforced: kept; the other gone.
+        assert [v["container_path"] for v in views] == [path]
+    assert "store over 1: removed" in setup.log_text()

@@ -1,51 +1,38 @@
 """How much the runtime hook adds to a container start.
 
-Measures, side by side in one run and in rotating order, ``podman run --rm
-IMAGE true``:
+For each cache size (``--kernels``, default 500 and 5000; every kernel fits the
+container's GPU, cuda:90: the worst case) and each case
 
-- without the annotation (the baseline);
-- with ``--annotation cache.triton.image/inject=CACHE``, warm store, a spare
-  ready and the store's spare keeper running (it stays between starts): the
-  hook moves the pre-rendered kernel directories in with one rename each and
-  hands the refill to the keeper. The target: at most 150 ms over the baseline;
-- the same, but the keeper leaves as soon as it is done (a store of its own
-  with ``TCV_HOOK_KEEPER_IDLE=0``), so each start launches one: the container
-  exits while that refill runs, and conmon waits for it (docs/hook.md);
-- with spares turned off (``tcv hook install --spares 0``): the copy, which
-  is also what a start gets when no spare is ready,
+- ``rootfs``: the cache in the container's own rootfs (``$HOME/.triton/cache``);
+- ``user``: the same as ``--user 1234:2345``;
+- ``volume``: a fresh named volume at the cache path (made before, removed after);
+- ``rootless``: rootless podman as the user ``tcvtest``, cache in the rootfs,
 
-and reports the medians, their differences and ratios. The first start with a
-cold store (copy out of local storage, validate, unpack, copy) is reported
-too, and the hook's own time from its log. Before every timed start the bench
-waits until the spares are refilled and no refill runs, so each annotated
-start finds a spare and none competes with a refill.
-
-The cache image has ``--kernels`` kernel directories (default 1000), made
-from the real Triton fixture cache by copying its kernels under new keys;
-``--fit`` chooses how many of them are for the container's GPU (cuda:90):
-``all`` (the worst case: every kernel is installed) or ``fixture`` (the
-fixture's mix of CUDA and HIP targets). Each start gets a fresh named volume
-(made before, removed after the timed runs), on the store's filesystem.
-``--target rootfs`` puts the cache in the container's overlay rootfs instead,
-where no rename reaches: every start copies.
+it times ``podman run --rm IMAGE true`` without and with ``--annotation
+cache.triton.image/inject=CACHE``, alternated in one run, warm store (each case
+is started once, untimed, so its view is rendered), and prints the medians, the
+added time, and the 5000/500 ratio of the added time. Then 20 concurrent starts
+(rootfs case, warm store): the p95 of their wall time over the p95 of 20
+concurrent plain starts. The first use of each image (cold store: fill +
+render + mount) is reported beside it.
 
 Run as root on a machine set up as ENVIRONMENT.md says:
 
-    .venv/bin/python bench/hook_bench.py [--rounds 15] [--kernels 1000] [--fit all|fixture]
-                                         [--target volume|rootfs]
+    .venv/bin/python bench/hook_bench.py [--rounds 9] [--kernels 500 5000] [--no-rootless]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
+import contextlib
 import json
-import re
+import os
+import pwd
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,182 +40,222 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.harness.podman import install_hook, podman_session, wait_for_refills  # noqa: E402
+import sh  # noqa: E402
+
+from tests.harness.podman import (  # noqa: E402
+    CONTAINERS_CONF,
+    install_hook,
+    make_big_cache,
+    podman_session,
+)
 
 FIXTURE = REPO / "tests" / "data" / "caches" / "triton-3.9"
 GPU = "cuda:90"
+USER = "tcvtest"
 
 
-def fixture_entries() -> list[dict[str, object]]:
+def fixture_index() -> list[dict[str, object]]:
     index = json.loads((FIXTURE.parent / "index.json").read_text())
     return [e for e in index["entries"] if e["fixture"] == FIXTURE.name]
 
 
-def make_cache(dest: Path, kernels: int, fit: str) -> int:
-    """A cache of ``kernels`` directories copied from the fixture under fresh keys
-    (base32 of a sha256, as Triton 3.3+ names them); returns how many fit GPU."""
-    entries = fixture_entries()
-    fitting = [e for e in entries if (e["backend"], e["arch"]) == ("cuda", "90")]
-    pool = fitting if fit == "all" else entries
-    dest.mkdir(parents=True)
-    fits = 0
-    for i in range(kernels):
-        src = pool[i % len(pool)]
-        digest = hashlib.sha256(f"bench-{i}".encode()).digest()
-        key = base64.b32encode(digest).decode().rstrip("=")
-        shutil.copytree(FIXTURE / str(src["key"]), dest / key)
-        fits += src in fitting
-    return fits
+def make_cache(dest: Path, kernels: int) -> int:
+    """A cache of ``kernels`` cuda:90 kernels (plus the fixture's own); how many fit."""
+    return len(make_big_cache(FIXTURE, dest, kernels, fixture_index()))
 
 
-def hook_seconds(log: str) -> dict[str, list[float]]:
-    """The injection time each hook run reports ("store warm; from a spare; 0.123s")."""
-    out: dict[str, list[float]] = {"spare": [], "copied": [], "filled": []}
-    for m in re.finditer(r"store (warm|filled); (from a spare|copied)[^;]*; ([0-9.]+)s", log):
-        kind = "filled" if m.group(1) == "filled" else m.group(2).split()[-1]
-        out[kind].append(float(m.group(3)))
-    return out
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
 
 
-def spares_ready(store: Path, wanted: int = 2, timeout: float = 120.0) -> None:
-    """Wait until every spare tuple of ``store`` has ``wanted`` ready spares and no
-    refill is building one (the keeper stays, so its exit is no signal)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tuples = [t for t in (store / "spares").glob("*") if t.is_dir()]
-        if all(
-            len(list(t.glob("ready-*"))) >= wanted and not list(t.glob("building-*"))
-            for t in tuples
-        ):
-            return
-        time.sleep(0.02)
-    raise SystemExit(f"the spares of {store} were not refilled within {timeout:g}s")
+def p95_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000
+
+
+class Rootless:
+    """podman as the unprivileged user, with its own hooks.d and store."""
+
+    def __init__(self, work: Path) -> None:
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            sh.useradd("-m", USER)
+        self.pw = pwd.getpwnam(USER)
+        self.work = work
+        work.mkdir()
+        (work / "containers.conf").write_text(CONTAINERS_CONF)
+        (work / "staging").mkdir()
+        for p in (work, work / "staging"):
+            os.chown(p, self.pw.pw_uid, self.pw.pw_gid)
+
+    def __call__(self, *argv: str) -> str:
+        env = [f"HOME={self.pw.pw_dir}", f"USER={USER}", f"PATH={os.environ['PATH']}",
+               f"CONTAINERS_CONF={self.work / 'containers.conf'}",
+               f"TCV_STAGING_ROOT={self.work / 'staging'}", f"PYTHONPATH={REPO}"]  # fmt: skip
+        return str(sh.runuser("-u", USER, "--", "env", "-i", *env, *argv, _cwd=self.pw.pw_dir))
+
+    def tcv(self, *args: str) -> str:
+        return self(sys.executable, "-c", "from tcv.cli.app import main; main()", *args)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--kernels", type=int, default=1000)
-    ap.add_argument("--fit", choices=("all", "fixture"), default="all")
-    ap.add_argument(
-        "--target",
-        choices=("volume", "rootfs"),
-        default="volume",
-        help="where the container's Triton cache is: a fresh named volume per run (both "
-        "sides get one), or the container's own rootfs",
-    )
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--kernels", type=int, nargs="+", default=[500, 5000])
+    ap.add_argument("--no-rootless", action="store_true")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tcv-hook-bench-"))
+    os.chmod(work, 0o755)
     tag = uuid.uuid4().hex[:8]
-    # kind: (hooks.d, store, log). "spare" and "copy" share a store whose keeper stays
-    # between starts (10 s); "new-keeper" has its own, whose keeper leaves as soon as
-    # it is done, so that each of its starts launches one.
-    kinds = {
-        "spare": ("hooks.d", "store", "hook.log"),
-        "new-keeper": ("hooks-new.d", "store-new", "hook-new.log"),
-        "copy": ("hooks-copy.d", "store", "hook.log"),
-    }
+    added: dict[tuple[str, int], float] = {}
+    rows: list[str] = []
+    cold: dict[int, float] = {}
+    concurrent: dict[int, tuple[float, float]] = {}
+    rootless = None if args.no_rootless else Rootless(work / "rootless")
+    rl_images: list[str] = []
     try:
         with podman_session(work) as pod:
-            fits = make_cache(work / "cache", args.kernels, args.fit)
             busybox = pod.make_busybox(f"localhost/tcv-bench-busybox:{tag}")
-            cache_image = pod.make_cache_image(work / "cache", f"localhost/tcv-bench-cache:{tag}")
-            for kind, (hooks, store, log) in kinds.items():
-                install_hook(
-                    work / hooks, "--gpu", GPU, "--store", str(work / store),
-                    "--log", str(work / log), "--pull", "never", "--timeout", "60",
-                    *(["--spares", "0"] if kind == "copy" else []),
-                    env={"TCV_HOOK_KEEPER_IDLE": "0" if kind == "new-keeper" else "10"},
-                )  # fmt: skip
-
-            env = {"TRITON_CACHE_DIR": "/triton-cache"}
-            inject = {"cache.triton.image/inject": cache_image}
-            # Volumes are made before and removed after the timed runs, for every side.
-            volumes = (
-                [pod.volume() for _ in range(4 * args.rounds + 6)]
-                if args.target == "volume"
-                else []
-            )
-
-            def run(kind: str, command: list[str] | None = None) -> float:
-                kw: dict[str, object] = {"env": env}
-                if kind != "plain":
-                    kw["annotations"] = inject
-                    pod.hooks_dir = work / kinds[kind][0]
-                if volumes:
-                    kw["volumes"] = [f"{volumes.pop()}:/triton-cache"]
-                # A spare is ready and no refill competes; no refill of the
-                # "new-keeper" store runs, so its start launches one.
-                spares_ready(work / "store")
-                wait_for_refills(work / "store-new")
-                start = time.perf_counter()
-                res = pod.run(busybox, command or ["true"], **kw)  # type: ignore[arg-type]
-                took = time.perf_counter() - start
-                if res.exit_code != 0:
-                    raise SystemExit(f"podman run failed: {res.stderr}")
-                if command:
-                    got = res.stdout.strip()
-                    if got != str(fits):
-                        raise SystemExit(f"expected {fits} kernels in the container, saw {got}")
-                return took
-
-            run("plain")  # warm podman's own caches before anything is timed
-            cold = run("spare")
-            run("new-keeper")  # its store's first use: not timed
-            count = ["sh", "-c", "ls /triton-cache | wc -l"]
-            for kind in kinds:
-                run(kind, count)
-            logs = {name: (work / name).read_text() for name in ("hook.log", "hook-new.log")}
-
-            samples: dict[str, list[float]] = {"plain": [], **{k: [] for k in kinds}}
-            order = list(samples)
-            for i in range(args.rounds):
-                # Rotate which goes first, so drift affects all alike.
-                for kind in order[i % len(order) :] + order[: i % len(order)]:
-                    samples[kind].append(run(kind))
-            spares_ready(work / "store")
-
-            med = {k: statistics.median(v) for k, v in samples.items()}
-            base = med["plain"]
-            own = hook_seconds((work / "hook.log").read_text()[len(logs["hook.log"]) :])
-            own_new = hook_seconds((work / "hook-new.log").read_text()[len(logs["hook-new.log"]) :])
-            print(
-                f"kernels in image: {args.kernels}; fitting {GPU}: {fits}; "
-                f"cache on: {args.target}; rounds: {args.rounds}"
-            )
-            print(f"podman run --rm IMAGE true, no annotation:      median {base * 1000:7.1f} ms")
-            for kind, what in (
-                ("spare", "warm, spare, keeper running"),
-                ("new-keeper", "warm, spare, keeper started"),
-                ("copy", "warm, copy (no spare)"),
-            ):
-                print(
-                    f"with injection, {what + ':':<29}  median {med[kind] * 1000:7.1f} ms;"
-                    f" added {1000 * (med[kind] - base):7.1f} ms; ratio {med[kind] / base:5.2f}"
+            rl_busybox = f"localhost/tcv-bench-rl-busybox:{tag}"
+            if rootless is not None:
+                script = (
+                    "c=$(buildah from scratch) && m=$(buildah mount $c) && mkdir -p $m/bin && "
+                    "cp /bin/busybox $m/bin/ && buildah umount $c && "
+                    "buildah run --network none $c /bin/busybox --install -s /bin && "
+                    f"buildah commit -q $c {rl_busybox} && buildah rm $c"
                 )
-            print("  (target: a warm store adds at most 150 ms)")
-            if args.target == "rootfs":
-                print("  (no spare reaches an overlay rootfs: every annotated start copies)")
-            print(f"first use, cold store (fill + copy):           {cold * 1000:7.1f} ms")
-            for what, values in (
-                ("spare, keeper running", own["spare"]),
-                ("spare, keeper started", own_new["spare"]),
-                ("copy", own["copied"]),
-                ("cold", hook_seconds(logs["hook.log"])["filled"]),
-            ):
-                if values:
-                    print(
-                        f"the hook's own time (its log), {what + ':':<22} median "
-                        f"{statistics.median(values) * 1000:7.1f} ms over {len(values)}"
+                rootless("buildah", "unshare", "sh", "-c", script)
+                rl_images.append(rl_busybox)
+                rootless.tcv("hook", "install", "--hooks-dir", str(rootless.work / "hooks.d"),
+                             "--gpu", GPU, "--store", str(rootless.work / "store"),
+                             "--pull", "never", "--timeout", "60")  # fmt: skip
+            pod.hooks_dir = work / "hooks.d"
+            install_hook(pod.hooks_dir, "--gpu", GPU, "--store", str(work / "store"),
+                         "--log", str(work / "hook.log"), "--pull", "never",
+                         "--timeout", "60")  # fmt: skip
+            for n in args.kernels:
+                cache = work / f"cache-{n}"
+                fits = make_cache(cache, n)
+                os.chmod(cache.parent, 0o755)
+                image = pod.make_cache_image(cache, f"localhost/tcv-bench-cache-{n}:{tag}")
+                rl_image = f"localhost/tcv-bench-rl-cache-{n}:{tag}"
+                if rootless is not None:
+                    rootless.tcv("-c", "-i", rl_image, "-d", str(cache))
+                    rl_images.append(rl_image)
+                inject = {"cache.triton.image/inject": image}
+                home = {"HOME": "/root"}
+
+                def rootful(case: str, annotated: bool, _inject=inject) -> float:
+                    kw: dict[str, object] = {"env": {"HOME": "/root"}}
+                    if annotated:
+                        kw["annotations"] = _inject
+                    if case == "user":
+                        kw["user"] = "1234:2345"
+                        kw["env"] = {"HOME": "/home/u"}
+                    vol = None
+                    if case == "volume":
+                        vol = pod.volume()
+                        kw["volumes"] = [f"{vol}:/cache"]
+                        kw["env"] = {"TRITON_CACHE_DIR": "/cache"}
+                    start = time.perf_counter()
+                    res = pod.run(busybox, ["true"], **kw)  # type: ignore[arg-type]
+                    took = time.perf_counter() - start
+                    if vol is not None:
+                        pod.podman("volume", "rm", "-f", vol)
+                        pod.volumes.remove(vol)
+                    if res.exit_code != 0:
+                        raise SystemExit(f"podman run failed: {res.stderr}")
+                    return took
+
+                def rl(case: str, annotated: bool, _image=rl_image) -> float:
+                    assert rootless is not None
+                    argv = ["podman", "--hooks-dir", str(rootless.work / "hooks.d"), "run",
+                            "--rm", "--network", "none", "-e", "HOME=/root"]  # fmt: skip
+                    if annotated:
+                        argv += ["--annotation", f"cache.triton.image/inject={_image}"]
+                    start = time.perf_counter()
+                    rootless(*argv, rl_busybox, "true")
+                    return time.perf_counter() - start
+
+                # The first use of the image: cold store (fill + render + mount).
+                start = time.perf_counter()
+                res = pod.run(busybox, ["sh", "-c", "ls /root/.triton/cache | wc -l"],
+                              annotations=inject, env=home)  # fmt: skip
+                cold[n] = time.perf_counter() - start
+                if res.stdout.strip() != str(fits):
+                    raise SystemExit(f"expected {fits} kernels, the container saw {res.stdout}")
+                cases = {"rootfs": rootful, "user": rootful, "volume": rootful}
+                if rootless is not None:
+                    cases["rootless"] = rl
+                for case, fn in cases.items():
+                    fn(case, False)
+                    fn(case, True)  # renders this case's view: not timed
+                    plain, annotated = [], []
+                    for i in range(args.rounds):
+                        for ann in (i % 2 == 0, i % 2 == 1):  # alternated
+                            (annotated if ann else plain).append(fn(case, ann))
+                    add = median_ms(annotated) - median_ms(plain)
+                    added[(case, n)] = add
+                    rows.append(
+                        f"| {case} | {n} | {median_ms(plain):.0f} ms | "
+                        f"{median_ms(annotated):.0f} ms | **{add:+.0f} ms** |"
                     )
-            spares = sorted((work / "store" / "spares").glob("*/ready-*"))
-            size = sum(f.stat().st_size for d in spares for f in d.rglob("*") if f.is_file())
-            print(f"spares kept: {len(spares)}, {size / 1e6:.1f} MB of file data")
+
+                def burst(annotated: bool, _inject=inject) -> list[float]:
+                    times: list[float] = []
+                    lock = threading.Lock()
+
+                    def one() -> None:
+                        kw = {"annotations": _inject} if annotated else {}
+                        start = time.perf_counter()
+                        res = pod.run(busybox, ["true"], env={"HOME": "/root"}, **kw)
+                        took = time.perf_counter() - start
+                        if res.exit_code != 0:
+                            raise SystemExit(f"a concurrent start failed: {res.stderr}")
+                        with lock:
+                            times.append(took)
+
+                    threads = [threading.Thread(target=one) for _ in range(20)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    return times
+
+                base = burst(False)
+                log = work / "hook.log"
+                before = log.read_text().count(f"delivery mounted, {fits} kernel(s)")
+                concurrent[n] = (p95_ms(base), p95_ms(burst(True)))
+                after = log.read_text().count(f"delivery mounted, {fits} kernel(s)")
+                if after - before != 20 or "gave up" in log.read_text():
+                    raise SystemExit(f"only {after - before} of 20 concurrent starts mounted")
     finally:
-        for store in ("store", "store-new"):
-            wait_for_refills(work / store)
+        if rootless is not None:
+            for img in rl_images:
+                with contextlib.suppress(sh.ErrorReturnCode):
+                    rootless("podman", "rmi", "-f", img)
         shutil.rmtree(work, ignore_errors=True)
+
+    print("| case | kernels | without | with | added |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+    if len(args.kernels) == 2:
+        small, big = sorted(args.kernels)
+        print()
+        for case in ("rootfs", "user", "volume", "rootless"):
+            if (case, small) in added:
+                a, b = added[(case, small)], added[(case, big)]
+                ratio = b / a if a > 0 else float("nan")
+                text = f"added {a:.0f} ms ({small}) vs {b:.0f} ms ({big})"
+                print(f"{case}: {text}: ratio {ratio:.2f}")
+    print()
+    for n, (plain, ann) in concurrent.items():
+        print(f"20 concurrent starts, {n} kernels: p95 {plain:.0f} ms without, {ann:.0f} ms with "
+              f"(added {ann - plain:+.0f} ms)")  # fmt: skip
+    for n, seconds in cold.items():
+        print(f"first use (cold store: fill + render + mount), {n} kernels: {seconds:.2f} s")
     return 0
 
 

@@ -16,12 +16,16 @@ class Hook(TcvApplication):
 
     A container asks for kernels with the annotation
     cache.triton.image/inject=IMAGE; the hook (libexec/tcv-hook, run by podman
-    or CRI-O from a hooks.d JSON file) copies the kernels its GPUs can run
-    into its Triton cache before it starts. See 'tcv hook install --help' and
-    docs/hook.md.
+    or CRI-O from a hooks.d JSON file) mounts a read-only view of the kernels its
+    GPUs and its Triton can use at its Triton cache path before it starts, with a
+    writable layer on top. See 'tcv hook install --help', 'tcv hook store --help'
+    and docs/hook.md.
     """
 
-    USAGE = "    tcv hook install [--hooks-dir DIR] [options]\n    tcv hook show [options]\n"
+    USAGE = (
+        "    tcv hook install [--hooks-dir DIR] [options]\n    tcv hook show [options]\n"
+        "    tcv hook store [list|prune] [options]\n"
+    )
 
     def main(self, *args: str) -> int:
         if args:
@@ -81,14 +85,13 @@ class _HookConfigOptions(cli.Application):
         argname="BOOL",
         help="require HTTPS and valid certificates when the hook pulls (default true)",
     )
-    spares = cli.SwitchAttr(
-        ["--spares"],
-        cli.Range(0, 8),
+    store_max = cli.SwitchAttr(
+        ["--store-max-size"],
+        str,
+        argname="SIZE",
         default=None,
-        argname="N",
-        help="private copies of a container's kernels the store keeps ready, per image, "
-        "kernel set, cache path and owner, so a start on the store's filesystem moves them "
-        "in instead of copying (default 2; 0 turns them off; TCV_HOOK_SPARES)",
+        help="keep the store under SIZE (e.g. 20G): after a start, the least recently "
+        "used images and views no running container uses are removed (TCV_HOOK_STORE_MAX)",
     )
     timeout = cli.SwitchAttr(
         ["--timeout"],
@@ -109,6 +112,13 @@ class _HookConfigOptions(cli.Application):
         parse_gpu_specs(gpus)  # bad SPECs fail here, not at every container start
         if self.cuda_driver:
             parse_cuda_version(self.cuda_driver)
+        if self.store_max is not None:
+            from tcv.hook.lru import parse_size
+
+            try:
+                parse_size(self.store_max)
+            except ValueError as err:
+                raise UsageError(f"--store-max-size: {err}") from None
         store = self.store
         if store is None and os.geteuid() != 0:
             # A rootless hook runs in podman's user namespace with only the JSON's env:
@@ -127,7 +137,7 @@ class _HookConfigOptions(cli.Application):
             pull=self.pull.lower() if self.pull else None,
             tls_verify=None if self.tls_verify is None else self.tls_verify.lower() == "true",
             timeout=self.timeout,
-            spares=self.spares,
+            store_max=self.store_max,
             extra=None if os.geteuid() == 0 else hooksjson.rootless_env(os.getuid(), os.environ),
         )
         config = hooksjson.render_hook_config(
@@ -142,13 +152,15 @@ class _HookConfigOptions(cli.Application):
 class HookInstall(TcvApplication, _HookConfigOptions, JsonOption):
     DESCRIPTION = "Install the hooks.d JSON that makes podman and CRI-O run the TCV hook."
     DESCRIPTION_MORE = """
-    Writes DIR/tcv.json (hooks.d schema 1.0.0, stage prestart) matching containers
+    Writes DIR/tcv.json (hooks.d schema 1.0.0, stages prestart and poststop) matching
+    containers
     annotated cache.triton.image/inject=IMAGE. Its "path" is this Python and its
     "args" run the installed tcv-hook with it, so the hook finds tcv whether it was
     installed with pip into a virtualenv, into the system, or in editable mode.
 
     The runtime gives the hook no environment but the JSON's: --gpu, --cuda-driver,
-    --store, --log, --pull, --tls-verify, --spares and --timeout are written into it.
+    --store, --log, --pull, --tls-verify, --store-max-size and --timeout are written
+    into it.
     Run as a user (rootless podman), the user's store and containers-storage are
     written in too.
 
@@ -197,5 +209,86 @@ class HookShow(TcvApplication, _HookConfigOptions):
         return 0
 
 
+class HookStore(TcvApplication, JsonOption):
+    DESCRIPTION = "List or prune the hook's store of unpacked images and rendered views."
+    DESCRIPTION_MORE = """
+    'tcv hook store' (or 'tcv hook store list') lists the stored images and the
+    rendered views with their size, last use, and whether a running container
+    uses them. 'tcv hook store prune' removes: with --max-age, what was not used
+    for that long; with --max-size, the least recently used until the store fits;
+    with --absent, images (and their views) that local container storage no
+    longer holds. A view a running container uses is never removed.
+
+    Exit status: 0, or 3 on bad options.
+    """
+
+    USAGE = "    tcv hook store [list|prune] [--store DIR] [--max-age DAYS] [--max-size SIZE]\n"
+
+    store = cli.SwitchAttr(
+        ["--store"], str, argname="DIR", default=None,
+        help="the store (default /var/lib/tcv/store for root, else $XDG_DATA_HOME/tcv/store)",
+    )  # fmt: skip
+    max_age = cli.SwitchAttr(
+        ["--max-age"], float, argname="DAYS", default=None,
+        help="prune: remove what was not used for DAYS days",
+    )  # fmt: skip
+    max_size = cli.SwitchAttr(
+        ["--max-size"], str, argname="SIZE", default=None,
+        help="prune: remove the least recently used until the store is at most SIZE (20G)",
+    )  # fmt: skip
+    absent = cli.Flag(
+        ["--absent"], help="prune: remove images no longer in local container storage"
+    )
+
+    def main(self, action: str = "list") -> int:
+        import os
+        import time
+
+        from tcv.hook.lru import parse_size
+        from tcv.hook.prune import inventory, prune
+        from tcv.hook.store import Store, default_root
+        from tcv.output import render_json
+
+        if action not in ("list", "prune"):
+            raise UsageError(f"unknown store action {action!r}", "use list or prune")
+        store = Store(Path(self.store) if self.store else default_root(os.environ))
+        if action == "list":
+            entries = inventory(store)
+            if self.json:
+                print(render_json({"store": str(store.root), "entries": [
+                    {"kind": e.kind, "name": e.name, "digest": e.digest, "size": e.size,
+                     "last_used": e.last_used, "in_use": e.in_use} for e in entries]}))  # fmt: skip
+                return 0
+            print(f"store {store.root}: {sum(e.size for e in entries) / 1e6:.1f} MB")
+            for e in sorted(entries, key=lambda e: (e.digest, e.kind)):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+                flag = " in use" if e.in_use else ""
+                print(f"  {e.kind:5} {e.size / 1e6:9.1f} MB  {when}  {e.name}{flag}")
+            return 0
+        if self.max_age is None and self.max_size is None and not self.absent:
+            raise UsageError(
+                "prune needs a rule", "give --max-age DAYS, --max-size SIZE or --absent"
+            )
+        try:
+            limit = parse_size(self.max_size) if self.max_size is not None else None
+        except ValueError as err:
+            raise UsageError(f"--max-size: {err}") from None
+        removed = prune(
+            store,
+            max_size=limit,
+            max_age=self.max_age * 86400 if self.max_age is not None else None,
+            absent=bool(self.absent),
+        )
+        if self.json:
+            print(render_json({"removed": [{"kind": e.kind, "name": e.name, "size": e.size}
+                                           for e in removed]}))  # fmt: skip
+        else:
+            for e in removed:
+                print(f"removed {e.kind} {e.name} ({e.size / 1e6:.1f} MB)")
+            print(f"freed {sum(e.size for e in removed) / 1e6:.1f} MB")
+        return 0
+
+
 Hook.subcommand("install", HookInstall)
 Hook.subcommand("show", HookShow)
+Hook.subcommand("store", HookStore)

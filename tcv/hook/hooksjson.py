@@ -22,7 +22,9 @@ import tcv
 from tcv.errors import UsageError
 
 SCHEMA_VERSION = "1.0.0"
-STAGE = "prestart"  # podman 5 runs prestart hooks as createRuntime
+# prestart mounts the cache (podman 5 runs prestart hooks as createRuntime);
+# poststop removes the container's upper layer.
+STAGES = ("prestart", "poststop")
 ANNOTATION_REGEX = r"^cache\.triton\.image/inject$"
 FILE_NAME = "tcv.json"
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
@@ -56,7 +58,7 @@ def render_hook_config(
             "timeout": timeout + RUNTIME_GRACE,
         },
         "when": {"annotations": {ANNOTATION_REGEX: ".+"}},
-        "stages": [STAGE],
+        "stages": list(STAGES),
     }
 
 
@@ -69,7 +71,7 @@ def hook_env(
     pull: str | None = None,
     tls_verify: bool | None = None,
     timeout: int = DEFAULT_TIMEOUT,
-    spares: int | None = None,
+    store_max: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The hook's environment: only what was asked for, plus PATH and the time bound."""
@@ -86,8 +88,8 @@ def hook_env(
         env["TCV_HOOK_PULL"] = pull
     if tls_verify is not None:
         env["TCV_HOOK_TLS_VERIFY"] = "true" if tls_verify else "false"
-    if spares is not None:
-        env["TCV_HOOK_SPARES"] = str(spares)
+    if store_max:
+        env["TCV_HOOK_STORE_MAX"] = store_max
     return env
 
 

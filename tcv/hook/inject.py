@@ -2,17 +2,25 @@
 
 1. ``config.json``: rootfs, mounts, environment, user, id mappings, devices;
 2. the container's Triton cache path and the host directory behind it;
-3. the GPUs the container was given, through the compatibility rules;
+3. the GPUs the container was given and the Triton in its rootfs, through the
+   compatibility rules;
 4. the image from the host-side store (filled on first use);
-5. the fitting kernel directories, group files pointing at the container-side
-   path, files owned by the container's user: moved in from a spare made ahead
-   of time when the destination is on the store's filesystem (``spare.py``),
-   else copied; then a detached process makes the next spare.
+5. the rendered view of the fitting kernels for (digest, kernels, path, owner),
+   rendered once under the image's lock (``view.py``);
+6. an overlay at the cache path in the container's mount namespace, the view
+   as its lower layer (``nsmount.py``): the upper layer is the volume or bind
+   source when the cache path is on one (what Triton writes stays there),
+   else a per-container directory in the store (``upper.py``), removed at
+   ``poststop``.
+
+A volume that already holds every fitting kernel is left as it is
+("present"). Where no overlay can be made (the volume and the store on
+different mounts, a kernel that refuses it), the kernels are copied
+("copied").
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -21,14 +29,29 @@ from dataclasses import dataclass, field
 
 from tcv.hook.idmap import host_owner
 from tcv.hook.paths import BindView, container_cache_dir, open_in_container, passwd_home
-from tcv.hook.state import ContainerConfig, HookError, State, load_config
-from tcv.hook.store import Store, default_root, resolve
+from tcv.hook.state import ContainerConfig, HookError, Mount, State, load_config
+from tcv.hook.store import Store, default_root, in_user_namespace, resolve
 
 log = logging.getLogger(__name__)
 
 PULL_ENV = "TCV_HOOK_PULL"
 PULL_POLICIES = ("missing", "never")
 DEFAULT_PULL = "missing"
+STORE_MAX_ENV = "TCV_HOOK_STORE_MAX"
+
+MOUNTED, PRESENT, COPIED, NONE = "mounted", "present", "copied", "none"
+
+
+@dataclass
+class Progress:
+    """How far a start got: what the time-bound message reports."""
+
+    phase: str = "starting"
+    store_warm: bool = True
+    delivered: int = 0
+
+
+PROGRESS = Progress()
 
 
 @dataclass(frozen=True)
@@ -38,39 +61,33 @@ class InjectReport:
     container_path: str
     host_path: str
     gpus: tuple[str, ...]
-    installed: tuple[str, ...] = ()
-    present: tuple[str, ...] = ()
+    delivery: str = NONE
+    keys: tuple[str, ...] = ()
+    present: int = 0
     skipped: tuple[tuple[str, str], ...] = ()
+    triton: str | None = None
     store_warm: bool = True
-    from_spare: int = 0  # how many of ``installed`` were moved in from a spare
+    view_rendered: bool = False
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def line(self) -> str:
-        """What was injected, for the operator's log."""
+        """The one info line per start (the key list is logged at debug level)."""
         where = self.container_path + (f" (host {self.host_path})" if self.host_path else "")
-        head = (
-            f"injected {len(self.installed)} kernel(s) from {self.image} ({self.digest}) "
-            f"into {where} for {', '.join(self.gpus) or 'no GPU'}; "
-            f"{len(self.present)} already present, {len(self.skipped)} not for these GPUs; "
-            f"store {'warm' if self.store_warm else 'filled'}; {self.delivery()}"
-            f"{self.seconds:.3f}s"
+        never = sum(1 for _, r in self.skipped if "never be hit" in r)
+        text = (
+            f"{self.image} ({self.digest}) at {where} for {', '.join(self.gpus) or 'no GPU'}: "
+            f"delivery {self.delivery}, {len(self.keys)} kernel(s)"
+            + (f" ({self.present} already there)" if self.present else "")
+            + f", {len(self.skipped) - never} not for these GPUs, "
+            f"{never} never hit by Triton {self.triton or '(unknown)'}; "
+            f"view {'rendered' if self.view_rendered else 'reused'}, "
+            f"store {'warm' if self.store_warm else 'filled'}; {self.seconds:.3f}s"
         )
-        if self.installed:
-            head += "; installed " + " ".join(self.installed)
         if self.skipped:
             reasons = sorted({reason for _, reason in self.skipped})
-            head += "; skipped because " + " | ".join(reasons[:3])
-        return head + "".join(f"; {n}" for n in self.notes)
-
-    def delivery(self) -> str:
-        """How the installed kernels got there (empty when none were installed)."""
-        if not self.installed:
-            return ""
-        copied = len(self.installed) - self.from_spare
-        if not self.from_spare:
-            return "copied; "
-        return "from a spare; " if not copied else f"from a spare ({copied} copied); "
+            text += "; left out because " + " | ".join(reasons[:3])
+        return text + "".join(f"; {n}" for n in self.notes)
 
 
 def image_home(view: BindView, uid: int) -> str | None:
@@ -121,125 +138,238 @@ def pull_allowed(env: Mapping[str, str]) -> bool:
     return policy == "missing"
 
 
+def covering_mount(view: BindView, host_path: str) -> Mount | None:
+    """The bind mount (volume or bind) whose host source holds ``host_path``, the
+    deepest one; None when the path is in the container's own rootfs."""
+    best: Mount | None = None
+    for mount in view.binds.values():
+        src = mount.source.rstrip("/") or "/"
+        inside = host_path == src or host_path.startswith(src + "/")
+        if inside and (best is None or len(src) > len(best.source.rstrip("/"))):
+            best = mount
+    return best
+
+
+def mount_id(path: str | os.PathLike[str]) -> int | None:
+    """The id of the mount ``path`` is on (``/proc/self/fdinfo``: an overlay's
+    upper and work directories must be on one mount)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
+def _verdict(store: Store, resolved, host, triton: str | None, opts, deadline: float):  # type: ignore[no-untyped-def]
+    verdict = store.verdict(resolved.digest, host, triton)
+    if verdict is not None:
+        return verdict
+    stored = store.get(resolved.digest)
+    if stored is None:
+        PROGRESS.store_warm = False
+        PROGRESS.phase = "filling the store (first use of the image)"
+        stored = store.fill(resolved, opts, timeout=max(1.0, deadline - time.monotonic()))
+    from tcv.compat import check_entries
+
+    checked = check_entries(stored.entries, host, triton_version=triton)
+    return store.keep_verdict(stored, host, checked.compatible, checked.incompatible, triton)
+
+
+def _view(store: Store, spec, resolved, opts, deadline: float):  # type: ignore[no-untyped-def]
+    """The view for ``spec``: found, or rendered once under the image's lock
+    (re-checked after taking it: another start may have rendered it meanwhile)."""
+    from tcv.hook.view import find_view, render_view
+
+    view = find_view(store.root, spec)
+    if view is not None:
+        return view, False
+    PROGRESS.phase = "waiting for the image's lock"
+    with store.locked(spec.digest):
+        view = find_view(store.root, spec)
+        if view is not None:
+            return view, False
+        PROGRESS.phase = "rendering the view"
+        stored = store.get(spec.digest)
+        if stored is None:  # pruned since the verdict was kept
+            PROGRESS.store_warm = False
+            PROGRESS.phase = "filling the store (first use of the image)"
+            stored = store.fill_locked(
+                resolved, opts, timeout=max(1.0, deadline - time.monotonic())
+            )
+        PROGRESS.phase = "rendering the view"
+        return render_view(store.root, spec, stored.cache_root), True
+
+
 def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectReport:
-    """Inject the kernels ``state``'s container can use; raise HookError on failure."""
+    """Give ``state``'s container the kernels it can use; raise HookError on failure."""
+    from tcv.hook import upper
+    from tcv.hook.triton import container_triton
+    from tcv.hook.view import ViewSpec, touch
+
     started = time.monotonic()
     image = state.image
     if image is None:
         raise HookError("the container asked for no cache image")
+    PROGRESS.phase = "reading the container's configuration"
     config = load_config(state.bundle)
-    view = BindView.of(config)
-    container_path = cache_path_of(state, config, view)
+    bview = BindView.of(config)
+    container_path = cache_path_of(state, config, bview)
     owner = host_owner(config)
     host = visible_gpus(config, env)
     gpus = tuple(f"{g.backend}:{g.arch}" for g in host.gpus)
+    found = container_triton(bview, config.env)
+    triton = found.version.split("+", 1)[0] if found else None
+    if found:
+        log.debug("container Triton %s (%s)", found.version, found.where)
 
+    PROGRESS.phase = "resolving the cache image"
     opts = registry_options(env)
     remaining = max(1.0, deadline - time.monotonic())
     resolved = resolve(image, env, opts, pull=pull_allowed(env), timeout=remaining)
     store = Store(default_root(env))
-    verdict = store.verdict(resolved.digest, host)
-    warm = True
-    if verdict is None:
-        stored = store.get(resolved.digest)
-        if stored is None:
-            warm = False
-            stored = store.fill(resolved, opts, timeout=max(1.0, deadline - time.monotonic()))
-
-        from tcv.compat import check_entries
-
-        checked = check_entries(stored.entries, host)
-        verdict = store.keep_verdict(stored, host, checked.compatible, checked.incompatible)
-    keys = list(verdict.compatible)
-    skipped = verdict.incompatible
-    if not keys:
-        return InjectReport(
-            image=image,
-            digest=resolved.digest,
-            container_path=container_path,
-            host_path="",
-            gpus=gpus,
-            skipped=skipped,
-            store_warm=warm,
-            seconds=time.monotonic() - started,
-            notes=("nothing in the image fits the container's GPUs",),
-        )
-
-    from tcv.hook.spare import Spares, SpareSpec, move_in, same_filesystem, spares_wanted
-    from tcv.install import install_kernels
-
-    wanted = spares_wanted(env)
-    spec = SpareSpec.of(resolved.digest, keys, container_path, owner)
-    spares = Spares(store.root / "spares")
-    refill = False
-    installed: list[str] = []
-    from_spare = 0
-    with open_in_container(view, container_path, create=True, owner=owner) as dest:
-        # A kernel directory already there is left alone (installs never replace one
-        # without --force, and Triton writes its entries atomically): a restart on a
-        # kept volume then costs a directory listing, not a copy and a comparison.
-        there = set(os.listdir(dest.path))
-        present = [k for k in keys if k in there]
-        todo = [k for k in keys if k not in there]
-        # A spare helps only where a rename reaches: not an overlay rootfs, whose
-        # st_dev is its own. There, every start copies and no spare is made.
-        if todo and wanted and same_filesystem(dest.fd, store.root):
-            refill = True
-            try:
-                spares.prepare(spec)
-                claimed = spares.claim(spec.key)
-            except OSError as err:  # the copy below still works
-                log.debug("no spare for %s: %s", container_path, err)
-                claimed = None
-            if claimed is not None:
-                try:
-                    moved = move_in(claimed, todo, dest.path, owner)
-                finally:
-                    spares.discard(claimed)
-                installed += moved.moved
-                from_spare = len(moved.moved)
-                present += moved.present
-                todo = moved.missing
-                if moved.error is not None and moved.error.errno == errno.EXDEV:
-                    # Same filesystem, another mount: no rename will ever reach
-                    # this cache, so no more spares are made for it.
-                    refill = False
-        if todo:
-            result = install_kernels(
-                verdict.cache_root,
-                todo,
-                dest.path,
-                target_root=container_path,
-                owner=owner,
-            )
-            installed += result.installed
-            present += [*result.present, *result.differing]
-        host_path = dest.host_path
-    notes: tuple[str, ...] = ()
-    if refill:
-        from tcv.hook.spare import keeper_delay, keeper_idle, request_refill
-
-        try:
-            pid = request_refill(store.root, spec.key, wanted, keeper_idle(env), keeper_delay(env))
-        except OSError as err:
-            notes = (f"cannot start the spare refill: {err.strerror or err}",)
-        else:
-            notes = (
-                "spare refill asked of the running keeper"
-                if pid is None
-                else f"spare refill by a new keeper, pid {pid}",
-            )
-    return InjectReport(
+    verdict = _verdict(store, resolved, host, triton, opts, deadline)
+    keys = tuple(verdict.compatible)
+    report = InjectReport(
         image=image,
         digest=resolved.digest,
         container_path=container_path,
-        host_path=host_path,
+        host_path="",
         gpus=gpus,
-        installed=tuple(installed),
-        present=tuple(sorted(present)),
-        skipped=skipped,
-        store_warm=warm,
-        from_spare=from_spare,
-        seconds=time.monotonic() - started,
-        notes=notes,
+        skipped=verdict.incompatible,
+        triton=triton,
+        store_warm=PROGRESS.store_warm,
     )
+    if not keys:
+        return _done(report, started, notes=("nothing in the image fits the container",))
+
+    PROGRESS.phase = "opening the cache path"
+    with open_in_container(bview, container_path, create=True, owner=owner) as dest:
+        host_path = dest.host_path
+        on = covering_mount(bview, host_path)
+        there = set(os.listdir(dest.path)) if on is not None else set()
+    present = sum(1 for k in keys if k in there)
+    report = _replace(report, keys=keys, host_path=host_path if on else "", present=present)
+    if on is not None and present == len(keys):
+        # A kept volume that holds them all: nothing to do.
+        return _done(report, started, delivery=PRESENT)
+
+    spec = ViewSpec.of(resolved.digest, keys, container_path, owner)
+    view, rendered = _view(store, spec, resolved, opts, deadline)
+    report = _replace(report, view_rendered=rendered, store_warm=PROGRESS.store_warm)
+    touch(view)
+
+    writable_volume = on is not None and "ro" not in on.options
+    cid = upper.check_id(state.id)
+    start = upper.process_start(state.pid) if state.pid else None
+    notes: list[str] = []
+    if start is not None:
+        PROGRESS.phase = "mounting the view"
+        with store.locked(spec.digest, shared=True):  # no prune removes the view meanwhile
+            folder = upper.write_record(
+                store.root, upper.Record(cid, state.pid or 0, start, view.key, spec.digest)
+            )
+        try:
+            up, work = upper.make_layer_dirs(folder, owner, upper=not writable_volume)
+            if writable_volume and mount_id(host_path) != mount_id(work):
+                raise HookError(
+                    f"the volume behind {container_path} and the store {store.root} are on "
+                    "different mounts, and an overlay's upper and work directories must share one"
+                )
+            from tcv.hook.nsmount import OverlayPlan, mount_overlay
+
+            plan = OverlayPlan(
+                rootfs=str(config.root),
+                container_path=container_path,
+                lowers=(str(view.tree),),
+                upper=host_path if writable_volume else str(up),
+                work=str(work),
+                keep_target_below=not writable_volume,
+                userxattr=in_user_namespace(),
+            )
+            mount_overlay(state.pid or 0, plan)
+        except HookError as err:
+            upper.remove_container(store.root, cid)
+            notes.append(f"no overlay ({err.line()})")
+            log.debug("no overlay for %s: %s", cid, err.line())
+        else:
+            swept = upper.sweep(store.root)  # containers whose stop was never seen
+            if swept:
+                log.debug("removed the upper layers of gone containers %s", ", ".join(swept))
+            _keep_under_cap(store, env)
+            return _done(report, started, delivery=MOUNTED)
+    else:
+        notes.append("no container process to mount in")
+    # The fallback: a copy, into the volume or the rootfs.
+    PROGRESS.phase = "copying the kernels"
+    from tcv.install import install_kernels
+
+    with open_in_container(bview, container_path, create=True, owner=owner) as dest:
+        result = install_kernels(
+            view.tree, keys, dest.path, target_root=container_path, owner=owner
+        )
+    PROGRESS.delivered = len(result.installed)
+    return _done(
+        _replace(report, present=len(result.present) + len(result.differing)),
+        started,
+        delivery=COPIED,
+        notes=tuple(notes),
+    )
+
+
+def _replace(report: InjectReport, **kw: object) -> InjectReport:
+    import dataclasses
+
+    return dataclasses.replace(report, **kw)  # type: ignore[arg-type]
+
+
+def _done(
+    report: InjectReport, started: float, *, delivery: str = NONE, notes: tuple[str, ...] = ()
+) -> InjectReport:
+    if delivery in (MOUNTED, PRESENT):
+        PROGRESS.delivered = len(report.keys)
+    return _replace(
+        report,
+        delivery=delivery,
+        seconds=time.monotonic() - started,
+        notes=report.notes + notes,
+    )
+
+
+def _keep_under_cap(store: Store, env: Mapping[str, str]) -> None:
+    """Prune the store down to ``$TCV_HOOK_STORE_MAX`` (LRU), after this start is
+    served; never fails the start."""
+    text = env.get(STORE_MAX_ENV, "").strip()
+    if not text:
+        return
+    from tcv.hook.lru import parse_size
+    from tcv.hook.prune import prune
+
+    try:
+        removed = prune(store, max_size=parse_size(text))
+    except (ValueError, OSError, HookError) as err:
+        log.warning("cannot keep the store %s under %s: %s", store.root, text, err)
+        return
+    if removed:
+        log.info("store over %s: removed %s", text, ", ".join(e.name for e in removed))
+
+
+def poststop(state: State, env: Mapping[str, str]) -> list[str]:
+    """Remove the container's upper layer, and those of containers that no longer
+    exist; the names removed."""
+    from tcv.hook import upper
+
+    root = default_root(env)
+    removed = []
+    if state.id and upper.remove_container(root, upper.check_id(state.id)):
+        removed.append(state.id)
+    removed += upper.sweep(root)
+    return removed

@@ -10,7 +10,11 @@
   (runc waits on those pipes even after a hook times out), and are killed when
   the bound is hit.
 - Logs go where an operator looks: ``$TCV_HOOK_LOG`` (a file, or ``syslog``),
-  else syslog when ``/dev/log`` exists, else ``<store>/hook.log``.
+  else syslog when ``/dev/log`` exists, else ``<store>/hook.log``. A file is
+  bounded (``$TCV_HOOK_LOG_MAX``, default 4 MiB) and rotated (``.1`` .. ``.3``).
+  One info line per start; the kernel keys at debug (``TCV_LOG_LEVEL=debug``).
+- At ``poststop`` (status ``stopped``) it removes the container's upper layer
+  and those of containers that no longer exist.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from tcv.hook.state import HookError, State, parse_state
 
 TIMEOUT_ENV = "TCV_HOOK_TIMEOUT"
 LOG_ENV = "TCV_HOOK_LOG"
+LOG_MAX_ENV = "TCV_HOOK_LOG_MAX"
 DEFAULT_TIMEOUT = 30.0
 # The OCI state's status when prestart/createRuntime hooks run (runc says "creating";
 # some runtimes said "created"); "" when a runtime leaves it out.
 INJECT_STATUSES = ("creating", "created", "")
+STOPPED = "stopped"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOGGER = "tcv"
 SYSLOG_SOCKET = "/dev/log"  # syslog and journald both listen here when present
@@ -53,10 +59,7 @@ def time_bound(seconds: float) -> Iterator[None]:
     """Raise :class:`HookTimeout` in this thread after ``seconds``."""
 
     def expired(signum: int, frame: object) -> None:
-        raise HookTimeout(
-            f"gave up after {seconds:g}s",
-            f"warm the store (run the container once) or raise {TIMEOUT_ENV}",
-        )
+        raise HookTimeout(f"gave up after {seconds:g}s")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -122,7 +125,14 @@ def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
     if handler is None:  # no syslog here: the file under the store
         path = target if target not in ("", "syslog") else str(default_root(env) / "hook.log")
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        handler = logging.FileHandler(path)
+        from tcv.hook.logfile import DEFAULT_MAX_BYTES, BoundedFileHandler
+        from tcv.hook.lru import parse_size
+
+        try:
+            limit = parse_size(env.get(LOG_MAX_ENV, "") or str(DEFAULT_MAX_BYTES))
+        except ValueError:
+            limit = DEFAULT_MAX_BYTES
+        handler = BoundedFileHandler(path, max_bytes=limit)
         handler.setFormatter(
             logging.Formatter(
                 f"%(asctime)s tcv-hook[{os.getpid()}] %(levelname)s %(message)s",
@@ -162,6 +172,8 @@ def main(
         # Nothing says strict yet: a runtime that sends no state gets fail-open.
         _log_safely(env, "warning", f"ignored: {err.line()}")
         return 0
+    if state.status == STOPPED:
+        return run_poststop(state, env)
     if state.image is None:
         return 0  # the container asked for nothing (STYLE #5: leave before any import)
     if state.status not in INJECT_STATUSES:
@@ -176,6 +188,36 @@ def _log_safely(env: Mapping[str, str], level: str, message: str) -> None:
         getattr(setup_logging(env), level)(message)
     except OSError:
         print(f"tcv-hook: {message}", file=sys.stderr)
+
+
+def run_poststop(state: State, env: Mapping[str, str]) -> int:
+    """Remove what the store holds for the stopped container; never fails."""
+    try:
+        from tcv.hook.inject import poststop
+
+        removed = poststop(state, env)
+    except (HookError, OSError) as err:
+        msg = err.line() if isinstance(err, HookError) else str(err)
+        _log_safely(env, "warning", f"container {state.id[:12]}: cleanup failed: {msg}")
+        return 0
+    if removed:
+        _log_safely(env, "debug", f"poststop removed the upper layers of {', '.join(removed)}")
+    return 0
+
+
+def timeout_line(seconds: float, phase: str, store_warm: bool, delivered: int) -> str:
+    """What the time bound says: where the start was, and what the container got."""
+    got = (
+        f"{delivered} kernel(s) were delivered before"
+        if delivered
+        else "the container starts without injected kernels"
+    )
+    hint = (
+        "the first start of an image fills the store; run it once ahead, or raise "
+        if not store_warm
+        else "the store was warm; check the host's load and disk, or raise "
+    )
+    return f"gave up after {seconds:g}s while {phase}; {got} — {hint}{TIMEOUT_ENV}"
 
 
 def run(state: State, env: Mapping[str, str]) -> int:
@@ -197,9 +239,12 @@ def run(state: State, env: Mapping[str, str]) -> int:
             from tcv.hook.inject import inject
 
             report = inject(state, env, deadline=started + seconds)
-    except HookTimeout as err:
+    except HookTimeout:
         killed = kill_children()
-        message = err.line() + (f" (stopped child processes {killed})" if killed else "")
+        from tcv.hook.inject import PROGRESS
+
+        message = timeout_line(seconds, PROGRESS.phase, PROGRESS.store_warm, PROGRESS.delivered)
+        message += f" (stopped child processes {killed})" if killed else ""
     except HookError as err:
         message = err.line()
     except Exception as err:
@@ -214,6 +259,7 @@ def run(state: State, env: Mapping[str, str]) -> int:
     else:
         if log is not None:
             log.info("container %s: %s", cid, report.line())
+            log.debug("container %s: kernels %s", cid, " ".join(report.keys))
         return 0
     what = f"container {cid}: cannot inject {state.image}: {message}"
     if state.strict:
@@ -222,5 +268,5 @@ def run(state: State, env: Mapping[str, str]) -> int:
         print(f"tcv-hook: {what}", file=sys.stderr)
         return 1
     if log is not None:
-        log.warning("%s; the container starts without injected kernels (fail-open)", what)
+        log.warning("%s; starting the container anyway (fail-open)", what)
     return 0

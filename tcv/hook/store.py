@@ -5,15 +5,17 @@ rootless: ``$XDG_DATA_HOME/tcv/store``)::
 
     images/<algo>-<hex>/store.json   the image's labels and manifest
     images/<algo>-<hex>/<cache>/...   its validated kernel directories
-    images/<algo>-<hex>/verdicts/*.json  which kernels fit, per set of GPUs
-    spares/...                        private copies made ahead of time (spare.py)
-    locks/<algo>-<hex>.lock           one fill at a time per image
-    tmp/fill-*/                       fills in progress (renamed into images/)
+    images/<algo>-<hex>/verdicts/*.json  which kernels fit, per set of GPUs and Triton
+    images/<algo>-<hex>/used          its mtime is the image's last use (LRU)
+    views/<key>/...                   rendered read-only views (view.py)
+    containers/<id>/...               per-container upper layers (upper.py)
+    locks/<algo>-<hex>.lock           one fill or render at a time per image
+    tmp/fill-*/, tmp/view-*/          fills and renders in progress (renamed into place)
 
 Keyed by the manifest digest of the image as the host holds it. A container
 start with a warm store costs a digest look-up (the local image index, no
 subprocess), the verdict for the container's GPUs (kept per set of GPUs, so
-the manifest is read once) and a move or a filtered copy. A fill happens once
+the manifest is read once) and the mount of a rendered view. A fill happens once
 per image: under a lock, into a temporary directory renamed into place, so
 concurrent starts either fill it or wait and reuse it, and a reader never
 sees half an image.
@@ -224,10 +226,11 @@ class StoredVerdict:
     incompatible: tuple[tuple[str, str], ...]
 
 
-def verdict_key(host: HostGpus) -> str:
-    """The name of the verdict for ``host``: what the rules read of it (each GPU's
-    index, backend, arch and warp size; the CUDA driver version), and the rules'
-    own version, so that an update of tcv never reuses an old verdict."""
+def verdict_key(host: HostGpus, triton: str | None = None) -> str:
+    """The name of the verdict for ``host`` and the consuming Triton: what the rules
+    read of them (each GPU's index, backend, arch and warp size; the CUDA driver
+    version; the Triton version), and the rules' own version, so that an update of
+    tcv never reuses an old verdict."""
     import tcv
 
     try:
@@ -239,6 +242,7 @@ def verdict_key(host: HostGpus) -> str:
         rules,
         [[g.index, g.backend, g.arch, g.warp_size] for g in host.gpus],
         list(host.cuda_driver) if host.cuda_driver else None,
+        *([triton] if triton else []),
     ]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:32]
 
@@ -287,9 +291,12 @@ class Store:
             labels=dict(record.get("labels") or {}),
         )
 
-    def verdict(self, digest: str, host: HostGpus) -> StoredVerdict | None:
+    def verdict(
+        self, digest: str, host: HostGpus, triton: str | None = None
+    ) -> StoredVerdict | None:
         """The kept verdict of the stored image ``digest`` for ``host``, or None."""
-        path = self.images / digest_dirname(digest) / VERDICTS / f"{verdict_key(host)}.json"
+        name = f"{verdict_key(host, triton)}.json"
+        path = self.images / digest_dirname(digest) / VERDICTS / name
         try:
             doc = json.loads(path.read_bytes())
             return StoredVerdict(
@@ -306,6 +313,7 @@ class Store:
         host: HostGpus,
         compatible: list[str],
         incompatible: list[tuple[str, str]],
+        triton: str | None = None,
     ) -> StoredVerdict:
         """Keep a verdict beside the stored image (atomically; best effort)."""
         verdict = StoredVerdict(stored.cache_root, tuple(compatible), tuple(incompatible))
@@ -319,7 +327,7 @@ class Store:
             folder.mkdir(mode=0o700, exist_ok=True)
             tmp = folder / f".{os.getpid()}.{time.monotonic_ns()}.tmp"
             tmp.write_text(json.dumps(doc))
-            os.replace(tmp, folder / f"{verdict_key(host)}.json")
+            os.replace(tmp, folder / f"{verdict_key(host, triton)}.json")
         except OSError as err:
             log.debug("cannot keep the verdict in %s: %s", folder, err)
         return verdict
@@ -347,15 +355,27 @@ class Store:
         return removed
 
     @contextlib.contextmanager
-    def _locked(self, digest: str) -> Iterator[None]:
+    def locked(self, digest: str, *, shared: bool = False) -> Iterator[None]:
+        """The image's lock: exclusive to fill, render or remove; shared to start
+        using a view (so that no prune removes it meanwhile)."""
         self._ensure()
         lock = self.root / "locks" / f"{digest_dirname(digest)}.lock"
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the hook's time bound interrupts a long wait
+            # The hook's time bound interrupts a long wait.
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def fill_locked(
+        self, resolved: Resolved, opts: object, *, timeout: float | None = None
+    ) -> StoredImage:
+        """:meth:`fill` for a caller that holds the image's lock already."""
+        existing = self.get(resolved.digest)
+        if existing is not None:
+            return existing
+        return self._fill_locked(resolved, opts, None, timeout)
 
     def fill(
         self,
@@ -369,7 +389,7 @@ class Store:
         existing = self.get(resolved.digest)
         if existing is not None:
             return existing
-        with self._locked(resolved.digest):
+        with self.locked(resolved.digest):
             existing = self.get(resolved.digest)  # filled while we waited
             if existing is not None:
                 return existing

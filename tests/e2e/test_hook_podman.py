@@ -1,18 +1,16 @@
 """The runtime hook end to end: real podman + runc run ``libexec/tcv-hook`` from the
 hooks.d JSON that ``tcv hook install`` wrote, for containers of a busybox image
-made here, injecting from a cache image made by ``tcv -c`` (SPEC §7)."""
+made here, mounting kernels from cache images made by ``tcv -c`` (SPEC §7): the
+fixture cache, and a cache of 500+ kernels made from it."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-import re
 import shutil
-import stat
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +20,26 @@ import pytest
 from tests.harness.podman import (
     REPO,
     Podman,
+    hook_pids,
     install_hook,
+    make_big_cache,
     podman_session,
-    refill_pids,
-    wait_for_refills,
+    tree_digest,
 )
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = "triton-3.9"
 GPU = "cuda:90"
-# The spare keeper refills at once and leaves as soon as it has nothing to do, so
-# that a test can wait for it to finish (on its pidfd) instead of for its times.
-QUICK_KEEPER = {"TCV_HOOK_KEEPER_IDLE": "0", "TCV_HOOK_KEEPER_DELAY": "0"}
+BIG = 500
+# Lists the cache: "K <key>" per kernel, "O <uid:gid> <path>" per entry, each group
+# file's JSON, and "M <path>" per group child path that does not exist.
+LIST = (
+    'cd "$1" && for k in *; do echo "K $k"; done; stat -c "O %u:%g %n" * */*; '
+    'for f in */__grp__*.json; do cat "$f"; echo; done; '
+    "for p in $(cat */__grp__*.json | tr ',{}' '\\n\\n\\n' | sed -n 's/.*: *\"\\(.*\\)\"/\\1/p'); "
+    'do [ -e "$p" ] || echo "M $p"; done'
+)
 
 
 def _index(caches_dir: Path) -> list[dict]:
@@ -60,6 +65,8 @@ class Setup:
         self.base = base
         self.busybox = busybox
         self.cache_image = cache_image
+        self.big_image = ""
+        self.big_keys: list[str] = []
         self.log = base / "hook.log"
         self.store = base / "store"
 
@@ -71,6 +78,9 @@ class Setup:
         assert lines, f"no log line for {image}"
         return lines[-1]
 
+    def start_lines(self, image: str) -> list[str]:
+        return [ln for ln in self.log_text().splitlines() if f": {image} (sha256:" in ln]
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, caches_dir) -> Iterator[Setup]:
@@ -79,126 +89,330 @@ def setup(tmp_path_factory, caches_dir) -> Iterator[Setup]:
     with podman_session(base) as pod:
         busybox = pod.make_busybox(f"localhost/tcv-test-busybox:{tag}")
         cache_image = pod.make_cache_image(caches_dir / FIXTURE, f"localhost/tcv-test-cache:{tag}")
+        s = Setup(pod, base, busybox, cache_image)
+        s.big_keys = make_big_cache(caches_dir / FIXTURE, base / "big", BIG, _index(caches_dir))
+        s.big_image = pod.make_cache_image(base / "big", f"localhost/tcv-test-big:{tag}")
         pod.hooks_dir = base / "hooks.d"
         install_hook(
             pod.hooks_dir,
             "--gpu",
             GPU,
             "--store",
-            str(base / "store"),
+            str(s.store),
             "--log",
-            str(base / "hook.log"),
+            str(s.log),
             "--pull",
             "never",
             "--timeout",
             "20",
-            env=QUICK_KEEPER,
         )
-        yield Setup(pod, base, busybox, cache_image)
-        wait_for_refills(base / "store")  # the spares some starts here asked for
+        yield s
 
 
-def _inject(s: Setup, **extra: str) -> dict[str, str]:
-    return {"cache.triton.image/inject": s.cache_image, **extra}
+def _inject(s: Setup, image: str | None = None, **extra: str) -> dict[str, str]:
+    return {"cache.triton.image/inject": image or s.cache_image, **extra}
 
 
-def _check_tree(host_dir: Path, container_dir: str, expected: dict[str, list[str]], caches_dir):
-    """Exactly the expected kernels, complete, byte for byte except group files, whose
-    child paths name the container-side directory."""
-    names = sorted(p.name for p in host_dir.iterdir() if not p.name.startswith("."))
-    assert names == sorted(expected)
-    for key, files in expected.items():
-        entry = host_dir / key
-        assert sorted(p.name for p in entry.iterdir()) == files
-        for name in files:
-            if name.startswith("__grp__"):
-                group = json.loads((entry / name).read_text())
-                for child, path in group["child_paths"].items():
-                    assert path == f"{container_dir}/{key}/{child}"
-                    assert (entry / child).is_file()
-            else:
-                src = caches_dir / FIXTURE / key / name
-                assert (entry / name).read_bytes() == src.read_bytes()
+def _listing(out: str) -> tuple[list[str], set[str], list[dict], list[str]]:
+    keys = sorted(ln[2:] for ln in out.splitlines() if ln.startswith("K "))
+    owners = {ln.split()[1] for ln in out.splitlines() if ln.startswith("O ")}
+    groups = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    missing = [ln[2:] for ln in out.splitlines() if ln.startswith("M ")]
+    return keys, owners, groups, missing
 
 
-def test_named_volume_gets_exactly_the_compatible_kernels(setup, expected, caches_dir):
+def _views(s: Setup) -> list[Path]:
+    d = s.store / "views"
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def _view_for(s: Setup, path: str, owner: tuple[int, int] = (0, 0)) -> Path:
+    found = [
+        v
+        for v in _views(s)
+        if (doc := json.loads((v / "view.json").read_text()))["container_path"] == path
+        and tuple(doc["owner"]) == owner
+        and doc["kernels"] == len(s.big_keys)
+    ]
+    assert len(found) == 1, found
+    return found[0] / "tree"
+
+
+def _containers(s: Setup) -> list[str]:
+    d = s.store / "containers"
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def _check(out: str, keys: list[str], owner: str, path: str) -> None:
+    got, owners, groups, missing = _listing(out)
+    assert got == keys
+    assert owners == {owner}
+    assert groups and all(
+        p.startswith(f"{path}/") for g in groups for p in g["child_paths"].values()
+    )
+    assert missing == []
+
+
+def test_rootfs_default_mounts_exactly_the_fitting_kernels(setup):
+    """The cache in the container's own rootfs, the most common case: the big image's
+    fitting kernels, owned by root, group paths at the container path; a kernel the
+    container writes is its own (gone after --rm) and the view is unchanged."""
+    res = setup.pod.run(
+        setup.busybox,
+        [
+            "sh",
+            "-c",
+            LIST + "; mkdir $1/NEWKERNEL && echo x > $1/NEWKERNEL/k.cubin",
+            "-",
+            "/root/.triton/cache",
+        ],
+        annotations=_inject(setup, setup.big_image),
+        env={"HOME": "/root"},
+    )
+    assert res.exit_code == 0, res.stderr
+    _check(res.stdout, setup.big_keys, "0:0", "/root/.triton/cache")
+    line = setup.start_lines(setup.big_image)[-1]
+    assert "delivery mounted" in line and f"{len(setup.big_keys)} kernel(s)" in line
+    tree = _view_for(setup, "/root/.triton/cache")
+    before = tree_digest(tree)
+    again = setup.pod.run(
+        setup.busybox,
+        ["sh", "-c", "ls /root/.triton/cache"],
+        annotations=_inject(setup, setup.big_image),
+        env={"HOME": "/root"},
+    )
+    assert "NEWKERNEL" not in again.stdout.split()
+    assert sorted(again.stdout.split()) == setup.big_keys
+    assert tree_digest(tree) == before
+    assert not (tree / "NEWKERNEL").exists()
+    assert "view reused" in setup.start_lines(setup.big_image)[-1]
+    assert _containers(setup) == []
+
+
+def test_root_container_changes_only_its_own_copy(setup):
+    key = setup.big_keys[0]
+    tree = _view_for(setup, "/root/.triton/cache")
+    before = tree_digest(tree)
+    script = (
+        f"cd /root/.triton/cache/{key} && for f in *; do echo tampered > $f; done; "
+        "chmod 777 . && rm -rf ../* && ls .. | wc -l"
+    )
+    res = setup.pod.run(
+        setup.busybox,
+        ["sh", "-c", script],
+        annotations=_inject(setup, setup.big_image),
+        env={"HOME": "/root"},
+    )
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.split() == ["0"]  # its own view of the cache is empty now
+    assert tree_digest(tree) == before
+    after = setup.pod.run(
+        setup.busybox,
+        ["sh", "-c", f"grep -c tampered /root/.triton/cache/{key}/* | grep -v ':0$'; true"],
+        annotations=_inject(setup, setup.big_image),
+        env={"HOME": "/root"},
+    )
+    assert after.exit_code == 0 and after.stdout.split() == []
+
+
+def test_user_read_only_and_image_cache_dir(setup):
+    """--user, --read-only, and the image's TRITON_CACHE_DIR: owned by the user, and
+    the cache stays writable."""
+    img = setup.pod.derive(
+        setup.busybox,
+        f"localhost/tcv-test-envdir:{uuid.uuid4().hex[:8]}",
+        "mkdir -p /opt/tc && echo image-own > /opt/tc/README",
+    )
+    try:
+        res = setup.pod.run(
+            img,
+            [
+                "sh",
+                "-c",
+                LIST + "; cat $1/../tc/README; mkdir $1/NEW && echo writable",
+                "-",
+                "/opt/tc",
+            ],
+            annotations=_inject(setup, setup.big_image),
+            env={"TRITON_CACHE_DIR": "/opt/tc"},
+            user="1234:2345",
+            extra=["--read-only"],
+        )
+        assert res.exit_code == 0, res.stderr
+        got, _, groups, missing = _listing(res.stdout)
+        # The image's own file in the cache directory stays visible under the kernels.
+        assert got == sorted([*setup.big_keys, "README"])
+        owners = {
+            ln.split()[1]
+            for ln in res.stdout.splitlines()
+            if ln.startswith("O ") and not ln.endswith("README")
+        }
+        assert owners == {"1234:2345"} and missing == [] and groups
+        assert "image-own" in res.stdout and "writable" in res.stdout
+    finally:
+        setup.pod.remove_image(img)
+
+
+def test_fresh_volume_gets_the_kernels_and_keeps_what_triton_writes(setup):
     vol = setup.pod.volume()
     res = setup.pod.run(
         setup.busybox,
-        ["sh", "-c", "ls /cache; for f in /cache/*/__grp__*.json; do cat $f; echo; done"],
+        ["sh", "-c", LIST + "; mkdir $1/NEWKERNEL && echo x > $1/NEWKERNEL/k.cubin", "-", "/cache"],
+        annotations=_inject(setup, setup.big_image),
+        volumes=[f"{vol}:/cache"],
+        env={"TRITON_CACHE_DIR": "/cache"},
+    )
+    assert res.exit_code == 0, res.stderr
+    _check(res.stdout, setup.big_keys, "0:0", "/cache")
+    host = setup.pod.volume_path(vol)
+    # What the container wrote is in the volume; the injected kernels are not copied.
+    assert sorted(os.listdir(host)) == ["NEWKERNEL"]
+    assert (host / "NEWKERNEL" / "k.cubin").read_text() == "x\n"
+    again = setup.pod.run(
+        setup.busybox,
+        ["ls", "/cache"],
+        annotations=_inject(setup, setup.big_image),
+        volumes=[f"{vol}:/cache"],
+        env={"TRITON_CACHE_DIR": "/cache"},
+    )
+    assert sorted(again.stdout.split()) == sorted([*setup.big_keys, "NEWKERNEL"])
+    assert _containers(setup) == []
+
+
+def test_kept_volume_that_holds_the_kernels_is_left_alone(setup, expected, caches_dir):
+    vol = setup.pod.volume()
+    host = setup.pod.volume_path(vol)
+    for key in expected:
+        shutil.copytree(caches_dir / FIXTURE / key, host / key)
+    res = setup.pod.run(
+        setup.busybox,
+        ["ls", "/cache"],
         annotations=_inject(setup),
         volumes=[f"{vol}:/cache"],
         env={"TRITON_CACHE_DIR": "/cache"},
     )
     assert res.exit_code == 0, res.stderr
-    listed = [ln for ln in res.stdout.splitlines() if ln and not ln.startswith("{")]
-    assert sorted(listed) == sorted(expected)
-    # What the container reads from its group files are its own paths.
-    groups = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
-    assert len(groups) == len(expected)
-    for group in groups:
-        assert all(p.startswith("/cache/") for p in group["child_paths"].values())
-    _check_tree(setup.pod.volume_path(vol), "/cache", expected, caches_dir)
-    assert "injected" in setup.log_text()
+    assert sorted(res.stdout.split()) == sorted(expected)
+    assert "delivery present" in setup.start_lines(setup.cache_image)[-1]
 
 
-def test_bind_mount_and_annotation_dir(setup, expected, caches_dir, tmp_path):
+def test_bind_mount_and_annotation_dir(setup, expected, tmp_path):
     host = tmp_path / "bind"
     host.mkdir()
     res = setup.pod.run(
         setup.busybox,
-        ["sh", "-c", "ls /data/triton/kernels"],
+        ["sh", "-c", "ls /data/triton/kernels; mkdir /data/triton/kernels/NEW"],
         annotations=_inject(setup, **{"cache.triton.image/inject-dir": "/data/triton/kernels"}),
         volumes=[f"{host}:/data"],
     )
     assert res.exit_code == 0, res.stderr
     assert sorted(res.stdout.split()) == sorted(expected)
-    _check_tree(host / "triton" / "kernels", "/data/triton/kernels", expected, caches_dir)
-
-
-def test_rootfs_home_cache_owned_by_the_user(setup, expected):
-    script = (
-        "cd $HOME/.triton/cache && for k in *; do stat -c '%u:%g %n' $k $k/*; done; "
-        "for f in */__grp__*.json; do cat $f; echo; done"
-    )
-    res = setup.pod.run(
-        setup.busybox,
-        ["sh", "-c", script],
-        annotations=_inject(setup),
-        env={"HOME": "/home/u"},
-        user="1234:2345",
-    )
-    assert res.exit_code == 0, res.stderr
-    owners = [ln.split()[0] for ln in res.stdout.splitlines() if ln and not ln.startswith("{")]
-    assert owners and set(owners) == {"1234:2345"}
-    stats = [ln.split()[1] for ln in res.stdout.splitlines() if ln and not ln.startswith("{")]
-    assert sorted(k for k in stats if "/" not in k) == sorted(expected)
-    for ln in res.stdout.splitlines():
-        if ln.startswith("{"):
-            paths = json.loads(ln)["child_paths"].values()
-            assert all(p.startswith("/home/u/.triton/cache/") for p in paths)
-    # An overlay rootfs is a filesystem of its own: no rename reaches it from the
-    # store, so the kernels are copied and no spare is made for it.
-    injected = [ln for ln in setup.log_text().splitlines() if f"from {setup.cache_image} (" in ln]
-    assert "; copied; " in injected[-1]
+    assert sorted(os.listdir(host / "triton" / "kernels")) == ["NEW"]
 
 
 def test_user_namespace_maps_the_owner(setup, expected):
-    vol = setup.pod.volume()
     res = setup.pod.run(
         setup.busybox,
         ["sh", "-c", "stat -c '%u:%g' /cache/*"],
         annotations=_inject(setup),
-        volumes=[f"{vol}:/cache"],
         env={"TRITON_CACHE_DIR": "/cache"},
         extra=["--uidmap", "0:200000:65536", "--gidmap", "0:300000:65536"],
     )
     assert res.exit_code == 0, res.stderr
-    # Inside, the files belong to the container's root; on the host, to its mapped ids.
-    assert set(res.stdout.split()) == {"0:0"}
-    for key in expected:
-        st = (setup.pod.volume_path(vol) / key).stat()
-        assert (st.st_uid, st.st_gid) == (200000, 300000)
+    assert res.stdout.split() == ["0:0"] * len(expected)
+
+
+def test_twenty_concurrent_starts_render_once(setup, tmp_path):
+    hooks = tmp_path / "hooks.d"
+    store = tmp_path / "store"
+    install_hook(
+        hooks,
+        "--gpu",
+        GPU,
+        "--store",
+        str(store),
+        "--log",
+        str(setup.log),
+        "--pull",
+        "never",
+        "--timeout",
+        "20",
+    )
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    runs = [
+        pod.start(
+            setup.busybox,
+            ["sh", "-c", "ls /c | wc -l"],
+            annotations=_inject(setup, setup.big_image, **{"cache.triton.image/inject-dir": "/c"}),
+        )
+        for _ in range(20)
+    ]
+    for r in runs:
+        r.wait()
+    assert [str(r).split() for r in runs] == [[str(len(setup.big_keys))]] * 20
+    assert len(os.listdir(store / "views")) == 1
+    assert len(os.listdir(store / "images")) == 1
+    log = setup.log_text()
+    assert "gave up" not in log
+    lines = [ln for ln in log.splitlines() if f": {setup.big_image} (" in ln and " at /c " in ln]
+    rendered = [ln for ln in lines if "view rendered" in ln]
+    assert len(rendered) == 1 and sum("delivery mounted" in ln for ln in lines) >= 20
+    assert os.listdir(store / "containers") == []
+    assert os.listdir(store / "tmp") == []
+
+
+def test_thirty_starts_leave_one_view_and_no_process(setup, tmp_path):
+    hooks = tmp_path / "hooks.d"
+    store = tmp_path / "store"
+    install_hook(
+        hooks, "--gpu", GPU, "--store", str(store), "--log", str(setup.log), "--pull", "never"
+    )
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    for i in range(30):
+        res = pod.run(
+            setup.busybox,
+            ["sh", "-c", f"mkdir /c/new{i} && ls /c | wc -l"],
+            annotations=_inject(setup, **{"cache.triton.image/inject-dir": "/c"}),
+        )
+        assert res.exit_code == 0, res.stderr
+    assert len(os.listdir(store / "views")) == 1
+    assert os.listdir(store / "containers") == []
+    assert hook_pids(store) == []
+
+
+def test_planted_triton_3_3_gets_no_3_9_kernels(setup, expected):
+    site = "/usr/lib/python3.11/site-packages"
+    tag = uuid.uuid4().hex[:8]
+    images = {}
+    for version in ("3.3.0", "3.9.0"):
+        images[version] = setup.pod.derive(
+            setup.busybox,
+            f"localhost/tcv-test-triton{version[2]}:{tag}",
+            f"mkdir -p {site}/triton-{version}.dist-info && printf "
+            f"'Metadata-Version: 2.1\\nName: triton\\nVersion: {version}\\n\\nbody' "
+            f"> {site}/triton-{version}.dist-info/METADATA",
+        )
+    try:
+        old = setup.pod.run(
+            images["3.3.0"],
+            ["sh", "-c", "ls /c 2>/dev/null; true"],
+            annotations=_inject(setup, **{"cache.triton.image/inject-dir": "/c"}),
+        )
+        assert old.exit_code == 0, old.stderr
+        assert old.stdout.split() == []
+        line = setup.start_lines(setup.cache_image)[-1]
+        assert f"{len(expected)} never hit by Triton 3.3.0" in line
+        assert "the consuming Triton is 3.3.0: it will never be hit" in line
+        new = setup.pod.run(
+            images["3.9.0"],
+            ["ls", "/c"],
+            annotations=_inject(setup, **{"cache.triton.image/inject-dir": "/c"}),
+        )
+        assert sorted(new.stdout.split()) == sorted(expected)
+        assert "0 never hit by Triton 3.9.0" in setup.start_lines(setup.cache_image)[-1]
+    finally:
+        for img in images.values():
+            setup.pod.remove_image(img)
 
 
 def test_planted_link_out_of_the_root_writes_nothing_outside(setup, expected):
@@ -282,7 +496,7 @@ def test_two_containers_at_once_on_one_volume(setup, expected, caches_dir, tmp_p
     """Cold store (a fresh one), one volume, two starts at the same time."""
     hooks = tmp_path / "hooks.d"
     install_hook(hooks, "--gpu", GPU, "--store", str(tmp_path / "store"),
-                 "--log", str(setup.log), "--pull", "never", env=QUICK_KEEPER)  # fmt: skip
+                 "--log", str(setup.log), "--pull", "never")  # fmt: skip
     pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
     vol = setup.pod.volume()
     kw = {
@@ -298,12 +512,11 @@ def test_two_containers_at_once_on_one_volume(setup, expected, caches_dir, tmp_p
     for run in (first, second):
         assert sorted(str(run).split()) == sorted(expected)
     host = setup.pod.volume_path(vol)
-    _check_tree(host, "/cache", expected, caches_dir)
-    assert not [p for p in host.iterdir() if p.name.startswith("tmp.")]
+    assert os.listdir(host) == []  # mounted, not copied
     images = list((tmp_path / "store" / "images").iterdir())
     assert len(images) == 1
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
-    wait_for_refills(tmp_path / "store")
+    assert list((tmp_path / "store" / "views").iterdir())
 
 
 def test_time_bound_lets_the_container_start(setup, tmp_path):
@@ -316,7 +529,7 @@ def test_time_bound_lets_the_container_start(setup, tmp_path):
     (store / "locks").mkdir(parents=True)
     hooks = tmp_path / "hooks.d"
     install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(setup.log),
-                 "--pull", "never", "--timeout", "2", env=QUICK_KEEPER)  # fmt: skip
+                 "--pull", "never", "--timeout", "2")  # fmt: skip
     pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
     lock = os.open(store / "locks" / f"{digest_dirname(digest)}.lock", os.O_RDWR | os.O_CREAT)
     try:
@@ -390,8 +603,7 @@ def test_pull_from_the_registry_only_when_allowed(setup, expected, registry, tmp
     for policy in ("never", "missing"):
         hooks = tmp_path / policy
         install_hook(hooks, "--gpu", GPU, "--store", str(tmp_path / "store"), "--log",
-                     str(setup.log), "--pull", policy, "--tls-verify", "false",
-                     env=QUICK_KEEPER)  # fmt: skip
+                     str(setup.log), "--pull", policy, "--tls-verify", "false")  # fmt: skip
         pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
         res = pod.run(
             setup.busybox,
@@ -406,161 +618,25 @@ def test_pull_from_the_registry_only_when_allowed(setup, expected, registry, tmp
             assert "is not in local storage" in line and line.endswith("(fail-open)")
         else:
             assert sorted(res.stdout.split()) == sorted(expected)
-            assert f"from {remote} (" in line and "store filled" in line
+            assert f"{remote} (" in line and "store filled" in line
     assert any("/blobs/" in uri for uri in registry.blob_requests())
 
 
-def _spare_setup(setup: Setup, tmp_path: Path) -> tuple[Podman, Path, Path]:
-    store, log = tmp_path / "store", tmp_path / "hook.log"
+def test_store_cap_keeps_the_view_in_use_and_drops_the_rest(setup, expected, tmp_path):
+    """A 1-byte cap: each start keeps only the view its own container mounts."""
     hooks = tmp_path / "hooks.d"
-    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(log),
-                 "--pull", "never", env=QUICK_KEEPER)  # fmt: skip
-    return Podman(conf=setup.pod.conf, hooks_dir=hooks), store, log
-
-
-def _spare_dirs(store: Path, prefix: str) -> list[Path]:
-    return sorted((store / "spares").glob(f"*/{prefix}*"))
-
-
-def test_second_start_on_a_volume_is_served_from_a_spare(setup, expected, caches_dir, tmp_path):
-    """First use copies and starts a refill; the next start on another volume moves
-    the refill's private, pre-rendered copies in: exactly the compatible kernels,
-    group files naming the container's path, files of the container's user."""
-    pod, store, log = _spare_setup(setup, tmp_path)
-    kw = {
-        "annotations": _inject(setup),
-        "env": {"TRITON_CACHE_DIR": "/cache"},
-        "user": "1234:2345",
-    }
-    first, second = setup.pod.volume(), setup.pod.volume()
-    res = pod.run(setup.busybox, ["true"], volumes=[f"{first}:/cache"], **kw)
-    assert res.exit_code == 0, res.stderr
-    assert "store filled; copied; " in log.read_text().splitlines()[-1]
-    wait_for_refills(store)
-    assert len(_spare_dirs(store, "ready-")) == 2
-
-    res = pod.run(
-        setup.busybox,
-        ["sh", "-c", "stat -c '%u:%g %n' /cache/* /cache/*/*"],
-        volumes=[f"{second}:/cache"],
-        **kw,
-    )
-    assert res.exit_code == 0, res.stderr
-    line = log.read_text().splitlines()[-1]
-    assert f"injected {len(expected)} kernel(s)" in line and "store warm; from a spare; " in line
-    host = setup.pod.volume_path(second)
-    _check_tree(host, "/cache", expected, caches_dir)
-    # Inside, every kernel directory and file belongs to the container's user...
-    owners = {ln.split()[0] for ln in res.stdout.splitlines() if "/cache/." not in ln}
-    assert owners == {"1234:2345"}
-    # ...and on the host they are private copies, not the store's files.
-    stored = {os.stat(p).st_ino for p in (store / "images").rglob("*") if p.is_file()}
-    for p in host.rglob("*"):
-        if p.name != ".tcv.lock":
-            assert (p.stat().st_uid, p.stat().st_gid) == (1234, 2345)
-            assert p.stat().st_ino not in stored
-    wait_for_refills(store)
-    assert len(_spare_dirs(store, "ready-")) == 2  # refilled behind the start
-    for leftover in ("claimed-", "building-", "trash-"):
-        assert _spare_dirs(store, leftover) == []
-
-
-def test_refill_outlives_the_start_holding_nothing_of_the_hook(setup, expected, tmp_path):
-    """The refill is detached: with its tuple's refill lock held here, it cannot
-    finish, yet podman returns; the refill is then alive in a session of its own,
-    with /dev/null for stdin/stdout/stderr and no pipe that runc would wait on."""
-    from tcv.hook.spare import LOCK_FILE, spare_key
-    from tcv.hook.store import local_digest
-
-    pod, store, log = _spare_setup(setup, tmp_path)
-    digest = local_digest(setup.cache_image, os.environ)
-    assert digest
-    tuple_dir = store / "spares" / spare_key(digest, expected, "/cache", (0, 0))
-    tuple_dir.mkdir(parents=True)
-    lock = os.open(tuple_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        vol = setup.pod.volume()
+    store = tmp_path / "store"
+    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(setup.log),
+                 "--pull", "never", "--store-max-size", "1")  # fmt: skip
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    for path in ("/c1", "/c2"):
         res = pod.run(
-            setup.busybox,
-            ["ls", "/cache"],
-            annotations=_inject(setup),
-            volumes=[f"{vol}:/cache"],
-            env={"TRITON_CACHE_DIR": "/cache"},
-        )
+            setup.busybox, ["ls", path],
+            annotations=_inject(setup, **{"cache.triton.image/inject-dir": path}),
+        )  # fmt: skip
         assert res.exit_code == 0, res.stderr
         assert sorted(res.stdout.split()) == sorted(expected)
-        pids = refill_pids(store)
-        assert len(pids) == 1, "the refill must still be waiting for the lock held here"
-        pid = pids[0]
-        assert os.getsid(pid) == pid != os.getsid(0)
-        fds = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
-        assert [fds[n] for n in ("0", "1", "2")] == ["/dev/null"] * 3
-        assert not [t for t in fds.values() if t.startswith(("pipe:", "socket:"))], fds
-        assert _spare_dirs(store, "ready-") == []
-    finally:
-        os.close(lock)
-    wait_for_refills(store)
-    assert len(_spare_dirs(store, "ready-")) == 2
-    assert "refill failed" not in log.read_text()
-
-
-def test_spares_are_private_to_their_owner_and_path(setup, expected, tmp_path):
-    """A spare made for one user and path is never given to another: different
-    tuples, each with its own spares."""
-    pod, store, log = _spare_setup(setup, tmp_path)
-    for user, path in (("0:0", "/cache"), ("1000:1000", "/cache"), ("0:0", "/c2")):
-        vol = setup.pod.volume()
-        res = pod.run(
-            setup.busybox,
-            ["true"],
-            annotations=_inject(setup),
-            volumes=[f"{vol}:{path}"],
-            env={"TRITON_CACHE_DIR": path},
-            user=user,
-        )
-        assert res.exit_code == 0, res.stderr
-        assert "; copied; " in log.read_text().splitlines()[-1]
-        wait_for_refills(store)
-    tuples = sorted(p for p in (store / "spares").iterdir() if p.is_dir())
-    assert len(tuples) == 3
-    for t in tuples:
-        spec = json.loads((t / "spare.json").read_text())
-        assert spec["keys"] == sorted(expected)
-        for ready in t.glob("ready-*"):
-            for key in spec["keys"]:
-                st = (ready / key).stat()
-                assert [st.st_uid, st.st_gid] == spec["owner"]
-                assert stat.S_IMODE(st.st_mode) == 0o755
-
-
-def test_later_starts_ask_the_running_keeper(setup, expected, tmp_path):
-    """The refill process stays a while when idle and serves later starts through
-    its FIFO: they start no process, so conmon has none to wait for."""
-    store, log, hooks = tmp_path / "store", tmp_path / "hook.log", tmp_path / "hooks.d"
-    install_hook(hooks, "--gpu", GPU, "--store", str(store), "--log", str(log),
-                 "--pull", "never", env={**QUICK_KEEPER, "TCV_HOOK_KEEPER_IDLE": "2"})  # fmt: skip
-    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
-    (store / "spares").mkdir(parents=True)
-    fifo = store / "spares" / "keeper.fifo"
-    os.mkfifo(fifo, 0o600)  # made here so that this test can wait on it below
-    kw = {"annotations": _inject(setup), "env": {"TRITON_CACHE_DIR": "/cache"}}
-    res = pod.run(setup.busybox, ["true"], volumes=[f"{setup.pod.volume()}:/cache"], **kw)
-    assert res.exit_code == 0, res.stderr
-    started = re.search(r"spare refill by a new keeper, pid (\d+)", log.read_text())
-    assert started, log.read_text()
-    keeper = int(started.group(1))
-    # Opening a FIFO for writing returns once a reader has it open: the keeper listens.
-    opener = threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True)
-    opener.start()
-    opener.join(60)
-    assert not opener.is_alive(), "the keeper never opened its FIFO"
-    res = pod.run(setup.busybox, ["ls", "/cache"], volumes=[f"{setup.pod.volume()}:/cache"], **kw)
-    assert res.exit_code == 0, res.stderr
-    assert sorted(res.stdout.split()) == sorted(expected)
-    assert "spare refill asked of the running keeper" in log.read_text().splitlines()[-1]
-    assert refill_pids(store) == [keeper]
-    wait_for_refills(store)  # it leaves after 2 s without requests
-    assert len(_spare_dirs(store, "ready-")) == 2
-    assert not fifo.exists()
-    assert "refill failed" not in log.read_text()
+        views = [json.loads((v / "view.json").read_text()) for v in (store / "views").iterdir()]
+        # The view of this start was in use when the cap was enforced: kept; the other gone.
+        assert [v["container_path"] for v in views] == [path]
+    assert "store over 1: removed" in setup.log_text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import sys
 import tempfile
@@ -171,9 +170,43 @@ def tcv(*args: str, _env: dict[str, str] | None = None) -> str:
     return str(run("-c", "from tcv.cli.app import main; main()", *args, _env=env, _cwd=str(REPO)))
 
 
-def refill_pids(store: Path) -> list[int]:
-    """The hook's detached spare refills working on ``store`` (their command line
-    names it), found through /proc: they are no children of ours."""
+def make_big_cache(fixture: Path, dest: Path, kernels: int, index: list[dict]) -> list[str]:
+    """A Triton cache of the fixture's entries plus ``kernels`` copies of its cuda:90
+    entries under fresh keys (base32 of a sha256, as Triton 3.3+ names them); returns
+    the keys that fit cuda:90 (the oracle)."""
+    import base64
+    import hashlib
+
+    fitting = [e for e in index if (e["backend"], e["arch"], e["warp_size"]) == ("cuda", "90", 32)]
+    shutil.copytree(fixture, dest)
+    keys = [str(e["key"]) for e in fitting]
+    for i in range(kernels):
+        src = fitting[i % len(fitting)]
+        digest = hashlib.sha256(f"big-{i}".encode()).digest()
+        key = base64.b32encode(digest).decode().rstrip("=")
+        shutil.copytree(fixture / str(src["key"]), dest / key)
+        keys.append(key)
+    return sorted(keys)
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of a directory tree: names, types, modes, owners and contents."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            h.update(f"{path.relative_to(root)}|{st.st_mode}|{st.st_uid}|{st.st_gid}\n".encode())
+            if path.is_file() and not path.is_symlink():
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def hook_pids(store: Path) -> list[int]:
+    """Processes of the hook still alive (their command line runs tcv-hook)."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -182,26 +215,9 @@ def refill_pids(store: Path) -> list[int]:
             argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone meanwhile
-        if any(b"refill_main" in a for a in argv) and os.fsencode(str(store)) in argv:
+        if any(a.endswith(b"tcv-hook") for a in argv):
             pids.append(int(name))
     return pids
-
-
-def wait_for_refills(store: Path, timeout: float = 120.0) -> None:
-    """Wait until no spare refill works on ``store``: on each one's pidfd, which
-    becomes readable when the process exits (no polling, no sleeps)."""
-    while pids := refill_pids(store):
-        for pid in pids:
-            try:
-                fd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue
-            try:
-                ready, _, _ = select.select([fd], [], [], timeout)
-                if not ready:
-                    raise TimeoutError(f"spare refill {pid} still runs after {timeout:g}s")
-            finally:
-                os.close(fd)
 
 
 def install_hook(hooks_dir: Path, *args: str, env: dict[str, str] | None = None) -> Path:

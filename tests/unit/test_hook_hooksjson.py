@@ -15,7 +15,7 @@ from tcv.hook import hooksjson
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_render_is_schema_1_0_0_prestart_anchored():
+def test_render_is_schema_1_0_0_prestart_poststop_anchored():
     cfg = hooksjson.render_hook_config(
         interpreter="/venv/bin/python",
         hook_script="/venv/libexec/tcv/tcv-hook",
@@ -31,7 +31,7 @@ def test_render_is_schema_1_0_0_prestart_anchored():
             "timeout": 35,
         },
         "when": {"annotations": {r"^cache\.triton\.image/inject$": ".+"}},
-        "stages": ["prestart"],
+        "stages": ["prestart", "poststop"],
     }
 
 
@@ -52,7 +52,7 @@ def test_annotation_regex_is_anchored(name, matches):
 def test_template_in_the_repo_matches_the_renderer():
     template = json.loads((REPO / "containers-hooks" / "tcv.json").read_text())
     assert template["version"] == hooksjson.SCHEMA_VERSION
-    assert template["stages"] == [hooksjson.STAGE]
+    assert template["stages"] == list(hooksjson.STAGES)
     assert template["when"] == {"annotations": {hooksjson.ANNOTATION_REGEX: ".+"}}
     assert template["hook"]["path"] == "/usr/libexec/tcv/tcv-hook"
 
@@ -100,7 +100,7 @@ def test_cli_install_writes_the_json(tmp_path, capsys):
             "tcv", "hook", "install", "--hooks-dir", str(hooks), "--gpu", "cuda:90",
             "--gpu", "hip:gfx942", "--cuda-driver", "12.4", "--store", str(tmp_path / "s"),
             "--log", str(tmp_path / "h.log"), "--pull", "never", "--tls-verify", "false",
-            "--timeout", "12", "--spares", "0",
+            "--timeout", "12", "--store-max-size", "20G",
         ],
         exit=False,
     )  # fmt: skip
@@ -116,7 +116,7 @@ def test_cli_install_writes_the_json(tmp_path, capsys):
     assert env["TCV_HOOK_PULL"] == "never"
     assert env["TCV_HOOK_TLS_VERIFY"] == "false"
     assert env["TCV_HOOK_TIMEOUT"] == "12"
-    assert env["TCV_HOOK_SPARES"] == "0"
+    assert env["TCV_HOOK_STORE_MAX"] == "20G"
     assert cfg["hook"]["timeout"] == 17
     assert Path(cfg["hook"]["args"][1]).is_file()
     assert Path(cfg["hook"]["path"]).is_file()
@@ -129,7 +129,7 @@ def test_cli_install_json_output(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["path"] == str(tmp_path / "tcv.json")
-    assert data["config"]["stages"] == ["prestart"]
+    assert data["config"]["stages"] == ["prestart", "poststop"]
 
 
 def test_cli_show_prints_without_writing(tmp_path, capsys, monkeypatch):
@@ -148,7 +148,7 @@ def test_cli_show_prints_without_writing(tmp_path, capsys, monkeypatch):
         pytest.param(["--cuda-driver", "twelve"], "bad CUDA driver version", id="bad-driver"),
         pytest.param(["--pull", "always"], "always", id="bad-pull"),
         pytest.param(["--timeout", "0"], "timeout", id="bad-timeout"),
-        pytest.param(["--spares", "9"], "spares", id="too-many-spares"),
+        pytest.param(["--store-max-size", "lots"], "store-max-size", id="bad-store-size"),
     ],
 )
 def test_cli_install_bad_options_one_line_exit_3(tmp_path, capsys, argv, needle):

@@ -1,18 +1,19 @@
 """The injection flow over real files: a bundle, a rootfs, a pre-filled store and a
-containers-storage image index, with the GPU override of the hook's environment."""
+containers-storage image index, with the GPU override of the hook's environment.
+
+The state carries no pid, so no mount namespace is joined here: the flow renders
+the view and takes its copy fallback (the mount itself is tested end to end)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import sys
 
 import pytest
 
 from tcv.cache import scan_cache
 from tcv.hook import inject as inj
-from tcv.hook import spare as sp
 from tcv.hook.state import HookError, State
 from tcv.hook.store import digest_dirname
 from tcv.manifest import build_manifest
@@ -31,14 +32,9 @@ def keys_for(index, backend, arch):
     return sorted(e["key"] for e in index if (e["backend"], e["arch"]) == (backend, arch))
 
 
-REFILL = [sys.executable, "-c", sp.REFILL_CODE]
-
-
 @pytest.fixture
 def host(tmp_path, caches_dir, fp):
-    """A store holding the fixture image, and a storage index naming it. The
-    detached refill a start on the store's filesystem launches is recorded, not run."""
-    fp.register([*REFILL, fp.any()], occurrences=10)
+    """A store holding the fixture image, and a storage index naming it."""
     fixture = caches_dir / "triton-3.9"
     image_dir = tmp_path / "store" / "images" / digest_dirname(DIGEST)
     shutil.copytree(fixture, image_dir / "cache")
@@ -72,7 +68,7 @@ def bundle(tmp_path, *, env=(), mounts=(), user=(0, 0), passwd=None):
 
 
 def state(b, **annotations):
-    return State("c0ffee", b, 1, "creating", {"cache.triton.image/inject": IMAGE, **annotations})
+    return State("c0ffee", b, None, "creating", {"cache.triton.image/inject": IMAGE, **annotations})
 
 
 def test_rootfs_home_from_passwd(tmp_path, host, index):
@@ -80,14 +76,15 @@ def test_rootfs_home_from_passwd(tmp_path, host, index):
     report = inj.inject(state(b), host, deadline=1e12)
     dest = tmp_path / "rootfs" / "home" / "u" / ".triton" / "cache"
     assert report.container_path == "/home/u/.triton/cache"
-    assert sorted(report.installed) == keys_for(index, "cuda", "90")
+    assert sorted(report.keys) == keys_for(index, "cuda", "90")
+    assert report.delivery == "copied" and report.view_rendered
     assert sorted(p.name for p in dest.iterdir() if p.name[0] != ".") == keys_for(
         index, "cuda", "90"
     )
     assert report.gpus == ("cuda:90",)
     assert report.store_warm is True
-    assert len(report.skipped) == len(index) - len(report.installed)
-    for key in report.installed:
+    assert len(report.skipped) == len(index) - len(report.keys)
+    for key in report.keys:
         assert (dest / key).stat().st_uid == 1000
         for grp in (dest / key).glob("__grp__*.json"):
             paths = json.loads(grp.read_text())["child_paths"].values()
@@ -98,18 +95,19 @@ def test_second_start_finds_them_present(tmp_path, host):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
     first = inj.inject(state(b), host, deadline=1e12)
     again = inj.inject(state(b), host, deadline=1e12)
-    assert again.installed == ()
-    assert sorted(again.present) == sorted(first.installed)
+    assert first.view_rendered and not again.view_rendered
+    assert again.present == len(first.keys)
+    assert len(os.listdir(tmp_path / "store" / "views")) == 1
 
 
 def test_warm_start_reads_the_kept_verdict_not_the_manifest(tmp_path, host):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
-    first = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
+    first = inj.inject(state(b), host, deadline=1e12)
     record = tmp_path / "store" / "images" / digest_dirname(DIGEST) / "store.json"
     record.write_text("{damaged")  # only a start that must judge again reads it
     shutil.rmtree(tmp_path / "rootfs" / "tc")
-    again = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
-    assert again.installed == first.installed and again.skipped == first.skipped
+    again = inj.inject(state(b), host, deadline=1e12)
+    assert again.keys == first.keys and again.skipped == first.skipped
     with pytest.raises(HookError, match="is damaged"):
         inj.inject(state(b), {**host, "TCV_GPUS": "cuda:80"}, deadline=1e12)
 
@@ -121,7 +119,8 @@ def test_volume_source_receives_the_kernels(tmp_path, host, index):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache/t"], mounts=[mount])
     report = inj.inject(state(b), {**host, "TCV_GPUS": "hip:gfx942;cuda:80"}, deadline=1e12)
     assert report.host_path == str(vol / "t")
-    assert sorted(report.installed) == sorted(
+    assert sorted(n for n in os.listdir(vol / "t") if n[0] != ".") == sorted(report.keys)
+    assert sorted(report.keys) == sorted(
         keys_for(index, "hip", "gfx942") + keys_for(index, "cuda", "80")
     )
     assert not (tmp_path / "rootfs" / "cache").exists()
@@ -130,7 +129,7 @@ def test_volume_source_receives_the_kernels(tmp_path, host, index):
 def test_nothing_fits_creates_nothing(tmp_path, host):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
     report = inj.inject(state(b), {**host, "TCV_GPUS": "cuda:75"}, deadline=1e12)
-    assert report.installed == ()
+    assert report.keys == () and report.delivery == "none"
     assert "nothing in the image fits" in report.line()
     assert not (tmp_path / "rootfs" / "tc").exists()
 
@@ -139,7 +138,7 @@ def test_nvidia_visible_devices_none_removes_cuda(tmp_path, host):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc", "NVIDIA_VISIBLE_DEVICES=none"])
     report = inj.inject(state(b), host, deadline=1e12)
     assert report.gpus == ()
-    assert report.installed == ()
+    assert report.keys == ()
 
 
 @pytest.mark.parametrize(
@@ -161,77 +160,49 @@ def test_bad_pull_policy_says_which():
     assert "use one of missing, never" in info.value.line()
 
 
-def test_spare_moved_in_on_the_second_start(tmp_path, host, index, fp):
-    vol1, vol2 = tmp_path / "vol1", tmp_path / "vol2"
-    vol1.mkdir(), vol2.mkdir()
-
-    def start(vol):
-        mount = {"destination": "/cache", "type": "bind", "source": str(vol), "options": []}
-        b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache"], mounts=[mount], user=(7, 8))
-        return inj.inject(state(b), host, deadline=1e12)
-
-    first = start(vol1)
-    assert first.from_spare == 0 and "store warm; copied; " in first.line()
-    assert fp.call_count([*REFILL, fp.any()]) == 1  # no spare yet: copied, refill started
-    key = sp.spare_key(DIGEST, keys_for(index, "cuda", "90"), "/cache", (7, 8))
-    spares = sp.Spares(tmp_path / "store" / "spares")
-    assert len(sp.refill(tmp_path / "store", key, wanted=2)) == 2  # what the refill does
-
-    second = start(vol2)
-    assert second.from_spare == len(second.installed) == len(keys_for(index, "cuda", "90"))
-    assert "store warm; from a spare; " in second.line()
-    assert fp.call_count([*REFILL, fp.any()]) == 2
-    assert len(spares.ready(key)) == 1
-    # Nothing of the claimed spare is left: it was moved in whole.
-    left = [n for n in os.listdir(spares.tuple_dir(key)) if not n.startswith("ready-")]
-    assert sorted(left) == [sp.LOCK_FILE, sp.SPEC_FILE]
-    for k in second.installed:
-        assert (vol2 / k).stat().st_uid == 7 and (vol2 / k).stat().st_gid == 8
-        for grp in (vol2 / k).glob("__grp__*.json"):
-            paths = json.loads(grp.read_text())["child_paths"].values()
-            assert all(p.startswith(f"/cache/{k}/") for p in paths)
-        for f in (vol2 / k).iterdir():
-            assert f.read_bytes() == (vol1 / k / f.name).read_bytes()
-
-
-def test_spare_never_replaces_what_the_volume_holds(tmp_path, host, index):
+def test_kept_volume_holding_them_all_is_present(tmp_path, host, index):
     vol = tmp_path / "vol"
-    mount = {"destination": "/cache", "type": "bind", "source": str(vol), "options": []}
-    b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache"], mounts=[mount])
     wanted = keys_for(index, "cuda", "90")
-    key = sp.spare_key(DIGEST, wanted, "/cache", (0, 0))
-    sp.Spares(tmp_path / "store" / "spares").prepare(
-        sp.SpareSpec.of(DIGEST, wanted, "/cache", (0, 0))
-    )
-    sp.refill(tmp_path / "store", key, wanted=1)
-    (vol / wanted[0]).mkdir(parents=True)
-    (vol / wanted[0] / "mine").write_text("kept")
+    for key in wanted:
+        (vol / key).mkdir(parents=True)
+    mount = {"destination": "/cache", "type": "bind", "source": str(vol), "options": ["rbind"]}
+    b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/cache"], mounts=[mount])
     report = inj.inject(state(b), host, deadline=1e12)
-    assert report.installed == tuple(wanted[1:]) and report.from_spare == len(wanted) - 1
-    assert report.present == (wanted[0],)
-    assert os.listdir(vol / wanted[0]) == ["mine"]
-    # The claimed spare's copy of the present kernel is set aside, swept by the next refill.
-    tuple_dir = tmp_path / "store" / "spares" / key
-    trash = [n for n in os.listdir(tuple_dir) if n.startswith("trash-")]
-    assert len(trash) == 1 and os.listdir(tuple_dir / trash[0]) == [wanted[0]]
+    assert report.delivery == "present" and report.present == len(wanted)
+    assert not (tmp_path / "store" / "views").exists()  # nothing rendered for it
 
 
-def test_spares_turned_off_copy_and_start_nothing(tmp_path, host, fp):
+def test_container_triton_leaves_out_what_it_never_hits(tmp_path, host, index):
     b = bundle(tmp_path, env=["TRITON_CACHE_DIR=/tc"])
-    report = inj.inject(state(b), {**host, sp.SPARES_ENV: "0"}, deadline=1e12)
-    assert report.installed and report.from_spare == 0
-    assert fp.call_count([*REFILL, fp.any()]) == 0
-    assert not (tmp_path / "store" / "spares").exists()
+    dist = tmp_path / "rootfs" / "usr/lib/python3.11/site-packages/triton-3.3.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: triton\nVersion: 3.3.0\n")
+    report = inj.inject(state(b), host, deadline=1e12)
+    assert report.triton == "3.3.0" and report.keys == ()
+    assert "never hit by Triton 3.3.0" in report.line()
+    assert "the consuming Triton is 3.3.0: it will never be hit" in report.line()
 
 
-def test_report_line_names_what_happened():
-    report = inj.InjectReport(
-        image="img", digest="sha256:x", container_path="/c", host_path="/h/c",
-        gpus=("cuda:90",), installed=("K1",), present=("K2",),
-        skipped=(("K3", "built for hip"),), store_warm=False, seconds=0.25,
-    )  # fmt: skip
-    assert report.line() == (
-        "injected 1 kernel(s) from img (sha256:x) into /c (host /h/c) for cuda:90; "
-        "1 already present, 1 not for these GPUs; store filled; copied; 0.250s; installed K1; "
-        "skipped because built for hip"
+@pytest.mark.parametrize(
+    ("host_path", "expected"),
+    [
+        pytest.param("/vol/a/t", "/vol/a", id="inside"),
+        pytest.param("/vol/a", "/vol/a", id="at"),
+        pytest.param("/vol/ab", None, id="prefix-is-not-inside"),
+        pytest.param("/vol/a/deep/x", "/vol/a/deep", id="deepest"),
+        pytest.param("/rootfs/x", None, id="rootfs"),
+    ],
+)
+def test_covering_mount(host_path, expected):
+    from tcv.hook.paths import BindView
+    from tcv.hook.state import Mount
+
+    view = BindView(
+        root=__import__("pathlib").Path("/rootfs"),
+        binds={
+            ("a",): Mount("/a", "/vol/a", "bind"),
+            ("a", "d"): Mount("/a/d", "/vol/a/deep", "bind"),
+        },
     )
+    found = inj.covering_mount(view, host_path)
+    assert (found.source if found else None) == expected

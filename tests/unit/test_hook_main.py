@@ -155,3 +155,45 @@ def test_syslog_when_a_listener_is_there(tmp_path, monkeypatch):
     assert data.startswith("<30>tcv-hook[")  # facility daemon (3) * 8 + info (6)
     assert data.endswith("INFO injected 2 kernel(s)\x00")
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("warm", "delivered", "needles"),
+    [
+        pytest.param(
+            True,
+            0,
+            ["while rendering the view", "the store was warm", "without injected"],
+            id="warm-nothing",
+        ),
+        pytest.param(
+            False,
+            0,
+            ["the first start of an image fills the store", "without injected"],
+            id="cold",
+        ),
+        pytest.param(True, 7, ["7 kernel(s) were delivered before"], id="some-delivered"),
+    ],
+)
+def test_timeout_line_says_where_and_what(warm, delivered, needles):
+    line = hook_main.timeout_line(2, "rendering the view", warm, delivered)
+    assert line.startswith("gave up after 2s while rendering the view")
+    for needle in needles:
+        assert needle in line
+    assert ("cold" in line or "fills" in line) is (not warm)
+    assert ("without injected" in line) is (delivered == 0)
+
+
+def test_poststop_removes_the_container_and_sweeps_the_gone(env, tmp_path):
+    from tcv.hook import upper
+
+    store = tmp_path / "store"
+    mine = upper.write_record(store, upper.Record("0123456789abcdef", 1, 1, "v", "d"))
+    gone = upper.write_record(store, upper.Record("gone", 2**22 + 1, 5, "v", "d"))
+    live = upper.write_record(
+        store, upper.Record("live", os.getpid(), upper.process_start(os.getpid()), "v", "d")
+    )
+    data = {"id": "0123456789abcdef", "status": "stopped", "bundle": "/nonexistent"}
+    stdin = io.BytesIO(json.dumps(data).encode())
+    assert hook_main.main([], stdin=stdin, env=env) == 0
+    assert not mine.exists() and not gone.exists() and live.exists()

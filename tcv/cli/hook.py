@@ -52,7 +52,7 @@ class _HookConfigOptions(cli.Application):
     cuda_driver = cli.SwitchAttr(
         ["--cuda-driver"],
         str,
-        argname="X.Y",
+        argname="X.Y|DRIVER",
         default=None,
         help="CUDA version the host driver supports, for the PTX rule (TCV_CUDA_DRIVER)",
     )

@@ -28,9 +28,10 @@ class GpuOptions:
     cuda_driver = cli.SwitchAttr(
         ["--cuda-driver"],
         str,
-        argname="X.Y",
+        argname="X.Y|DRIVER",
         default=None,
-        help="CUDA version the host driver supports, for the PTX rule (default: from the driver)",
+        help="CUDA version the host driver supports (12.4), or the driver release nvidia-smi "
+        "prints (550.54.15), for the PTX rule (default: from the driver; $TCV_CUDA_DRIVER)",
     )
     triton_version = cli.SwitchAttr(
         ["--triton-version"],

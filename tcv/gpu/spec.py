@@ -19,7 +19,7 @@ ACCEPTED_FORMS = "cuda:90, cuda:90:32, hip:gfx942 or hip:gfx1100:32"
 
 _CUDA_ARCH = re.compile(r"(?:sm_)?(\d{2,3})")
 _HIP_ARCH = re.compile(r"gfx[0-9a-f]{3,4}")
-_CUDA_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.\d+)?")
+_CUDA_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 
 
 def hip_arch(gcn_arch_name: str) -> str:
@@ -106,8 +106,12 @@ def parse_cuda_version(text: str) -> tuple[int, int]:
     """``"12.4"`` -> ``(12, 4)``; ``"13"`` -> ``(13, 0)``.
 
     Also takes the driver API's integer form (``"12040"``, as cuDriverGetVersion
-    returns it).
+    returns it) and an NVIDIA driver release as ``nvidia-smi`` prints it
+    (``"550.54.15"``, ``"550"``: a first number of three digits), mapped to the
+    CUDA version that driver supports (:mod:`tcv.gpu.driver`).
     """
+    from tcv.gpu.driver import OLDEST_DRIVER, cuda_for_driver
+
     raw = text.strip()
     if raw.isdigit() and len(raw) >= 4:
         return cuda_version_from_int(int(raw))
@@ -115,9 +119,27 @@ def parse_cuda_version(text: str) -> tuple[int, int]:
     if not m:
         raise UsageError(
             f"bad CUDA driver version {text!r}",
-            "give the CUDA version the driver supports as X.Y, e.g. --cuda-driver 12.4",
+            "give the CUDA version the driver supports (e.g. --cuda-driver 12.4) or the "
+            "driver release nvidia-smi prints (e.g. --cuda-driver 550.54.15)",
         )
-    return int(m.group(1)), int(m.group(2) or 0)
+    major = int(m.group(1))
+    if 100 <= major <= 999:
+        release = tuple(int(part) for part in raw.split("."))
+        cuda = cuda_for_driver(release)
+        if cuda is None:
+            raise UsageError(
+                f"NVIDIA driver {raw} is older than any CUDA version TCV knows "
+                f"(the oldest is driver {OLDEST_DRIVER}, CUDA 9.0)",
+                "give the CUDA version it supports as X.Y, e.g. --cuda-driver 8.0",
+            )
+        return cuda
+    if major >= 100:
+        raise UsageError(
+            f"bad CUDA driver version {text!r}",
+            "give X.Y (e.g. 12.4), a driver release (e.g. 550.54.15) or the driver API "
+            "integer (e.g. 12040)",
+        )
+    return major, int(m.group(2) or 0)
 
 
 def cuda_version_from_int(value: int) -> tuple[int, int]:

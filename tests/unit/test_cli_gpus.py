@@ -115,3 +115,16 @@ def test_help_documents_the_sources(capsys):
     assert code == 0
     for word in ("udev", "KFD", "libcuda.so.1", "libamdhip64", "--gpu", "TCV_GPUS", "--json"):
         assert word in out
+
+
+@pytest.mark.parametrize("how", ["switch", "env"])
+def test_a_driver_release_is_mapped_to_its_cuda_version(capsys, monkeypatch, how):
+    """What nvidia-smi prints first (550.54.15) is taken as the driver it is."""
+    argv = ["gpus", "--gpu", "cuda:90", "--json"]
+    if how == "switch":
+        argv += ["--cuda-driver", "550.54.15"]
+    else:
+        monkeypatch.setenv("TCV_CUDA_DRIVER", "550.54.15")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert json.loads(out)["gpus"][0]["driver"] == "12.4"

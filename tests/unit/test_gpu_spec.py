@@ -81,6 +81,13 @@ def test_parse_gpu_specs_indexes_and_splits_semicolons():
         pytest.param("12.8.1", (12, 8), id="patch-ignored"),
         pytest.param("12040", (12, 4), id="driver-api-integer"),
         pytest.param("13000", (13, 0), id="driver-api-integer-13"),
+        pytest.param("550.54.15", (12, 4), id="driver-release"),
+        pytest.param("550.54.14", (12, 4), id="driver-release-minimum"),
+        pytest.param("550", (12, 3), id="driver-branch-only"),
+        pytest.param("535.183.01", (12, 2), id="driver-535"),
+        pytest.param("470.256.02", (11, 4), id="driver-470"),
+        pytest.param("580.95.05", (13, 0), id="driver-580"),
+        pytest.param("999.1", (13, 0), id="driver-newer-than-table"),
     ],
 )
 def test_parse_cuda_version(text, expected):
@@ -94,11 +101,28 @@ def test_parse_cuda_version(text, expected):
         pytest.param("12.x", id="letter-minor"),
         pytest.param("", id="empty"),
         pytest.param("v12", id="prefix"),
+        pytest.param("550.x", id="driver-letter"),
+        pytest.param("1200.1", id="four-digit-major"),
     ],
 )
 def test_bad_cuda_version(text):
     with pytest.raises(UsageError, match="bad CUDA driver version"):
         parse_cuda_version(text)
+
+
+def test_driver_older_than_the_table_is_refused_with_what_to_give():
+    with pytest.raises(UsageError, match="older than any CUDA version") as err:
+        parse_cuda_version("375.26")
+    assert "--cuda-driver" in err.value.line()
+
+
+def test_driver_release_keeps_the_ptx_rule_on():
+    """A driver release (what nvidia-smi prints first) must not switch the PTX rule
+    off: 525 supports CUDA 12.0, too old for a PTX 8.4 (CUDA 12.4) kernel."""
+    from tcv.compat import PTX_MIN_CUDA
+
+    assert parse_cuda_version("525.60.13") < PTX_MIN_CUDA[84]
+    assert parse_cuda_version("550.54.15") >= PTX_MIN_CUDA[84]
 
 
 def test_hip_arch_drops_features():

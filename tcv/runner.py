@@ -42,6 +42,50 @@ def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return " | ".join(kept[-lines:])
 
 
+# Switches whose value is a secret, in any of the containers tools' spellings.
+_SECRET_SWITCHES = ("creds", "registry-token", "password")
+_SECRET_PREFIXES = ("--", "--src-", "--dest-")
+REDACTED = "***"
+
+
+def _secret_switch(arg: str) -> str | None:
+    """The switch name of ``arg`` when it carries (or precedes) a secret."""
+    name = arg.split("=", 1)[0]
+    for prefix in _SECRET_PREFIXES:
+        for switch in _SECRET_SWITCHES:
+            if name == prefix + switch:
+                return switch
+    return None
+
+
+def _redact_value(switch: str, value: str) -> str:
+    # USER:PASSWORD keeps the user, which is what a person debugging needs to see.
+    if switch == "creds" and ":" in value:
+        return value.split(":", 1)[0] + ":" + REDACTED
+    return REDACTED if switch != "creds" else value
+
+
+def redact(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every password and token replaced by ``***`` (for logs)."""
+    out: list[str] = []
+    pending: str | None = None
+    for arg in argv:
+        if pending is not None:
+            out.append(_redact_value(pending, arg))
+            pending = None
+            continue
+        switch = _secret_switch(arg)
+        if switch is None:
+            out.append(arg)
+        elif "=" in arg:
+            name, value = arg.split("=", 1)
+            out.append(f"{name}={_redact_value(switch, value)}")
+        else:
+            out.append(arg)
+            pending = switch
+    return out
+
+
 def available(tool: str) -> bool:
     return shutil.which(tool) is not None
 
@@ -67,14 +111,14 @@ def run(
     except CommandNotFound:
         raise ToolError(
             f"cannot {action}: {argv[0]} is not installed",
-            argv=argv,
+            argv=redact(argv),
             returncode=None,
             hint=f"install {argv[0]} (apt-get install {argv[0]}) and try again",
         ) from None
     cmd = cmd[argv[1:]]
     if env:
         cmd = cmd.with_env(**env)
-    log.debug("running: %s", " ".join(argv))
+    log.debug("running: %s", " ".join(redact(argv)))
     if stdin is not None:
         cmd = cmd << stdin
     proc = None
@@ -91,7 +135,7 @@ def run(
             raise
         raise ToolError(
             f"cannot {action}: {argv[0]} did not finish within {timeout:.0f}s",
-            argv=argv,
+            argv=redact(argv),
             returncode=None,
         ) from None
     result = Result(argv, int(returncode), stdout or "", stderr or "")
@@ -100,7 +144,7 @@ def run(
         detail = result.stderr_tail or f"exit status {result.returncode}"
         raise ToolError(
             f"cannot {action}: {detail}",
-            argv=argv,
+            argv=redact(argv),
             returncode=result.returncode,
             stderr_tail=result.stderr_tail,
         )

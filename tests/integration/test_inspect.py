@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,8 @@ from tcv.manifest import build_labels, build_manifest
 from tests.harness import hostile as h
 
 pytestmark = pytest.mark.integration
+
+TCV = Path(sys.executable).with_name("tcv")
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +62,31 @@ def test_missing_image_is_exit_5(registry, tmp_path):
     )
     assert proc.returncode == 5
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_debug_log_never_shows_the_password(tmp_path):
+    """--log-level debug shows every command run, with the password given by
+    --creds replaced by *** (real skopeo, an unreachable registry)."""
+    from tests.harness.registry import free_port
+
+    ref = f"127.0.0.1:{free_port()}/tcv-it/secret:v1"
+    proc = subprocess.run(
+        [
+            str(TCV),
+            "--log-level",
+            "debug",
+            "inspect",
+            ref,
+            "--creds",
+            "me:hunter2",
+            "--tls-verify=false",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCV_STAGING_ROOT": str(tmp_path)},
+        timeout=120,
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert "running: skopeo inspect" in proc.stderr
+    assert "--creds=me:***" in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout

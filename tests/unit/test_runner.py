@@ -54,3 +54,46 @@ def test_missing_tool_is_one_line_with_a_fix():
 )
 def test_tail(text, expected):
     assert runner.tail(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(
+            ["skopeo", "inspect", "--creds=me:hunter2", "docker://r/x"],
+            ["skopeo", "inspect", "--creds=me:***", "docker://r/x"],
+            id="creds-equals",
+        ),
+        pytest.param(
+            ["skopeo", "copy", "--src-creds", "me:hunter2", "a", "b"],
+            ["skopeo", "copy", "--src-creds", "me:***", "a", "b"],
+            id="src-creds-separate",
+        ),
+        pytest.param(
+            ["buildah", "push", "--dest-creds=me:p:a:ss", "x"],
+            ["buildah", "push", "--dest-creds=me:***", "x"],
+            id="password-with-colons",
+        ),
+        pytest.param(
+            ["skopeo", "copy", "--src-registry-token=eyJabc", "--dest-registry-token", "t0k", "a"],
+            ["skopeo", "copy", "--src-registry-token=***", "--dest-registry-token", "***", "a"],
+            id="tokens",
+        ),
+        pytest.param(["skopeo", "login", "--password", "pw", "r"], None, id="password"),
+        pytest.param(["skopeo", "inspect", "docker://me:hunter2"], None, id="nothing-secret"),
+    ],
+)
+def test_redact(argv, expected):
+    if expected is None:
+        expected = [("***" if a == "pw" else a) for a in argv]
+    assert runner.redact(argv) == expected
+
+
+def test_debug_log_and_errors_never_hold_the_password(fp, caplog):
+    fp.register([fp.program("skopeo"), fp.any()], returncode=1, stderr="unauthorized\n")
+    argv = ["skopeo", "inspect", "--creds=me:hunter2", "docker://r/x"]
+    with caplog.at_level("DEBUG", logger="tcv"), pytest.raises(ToolError) as info:
+        runner.run(argv)
+    assert "hunter2" not in caplog.text
+    assert "--creds=me:***" in caplog.text
+    assert "hunter2" not in " ".join(info.value.argv)

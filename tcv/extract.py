@@ -414,6 +414,7 @@ def extract_image(
     from tcv.compat import check_entries
     from tcv.install import install_kernels, is_valid_key
 
+    dest = Path(os.path.abspath(dest))  # group files name absolute paths
     with staging_dir("extract-") as stage:
         fetched = fetch_image(
             ref,

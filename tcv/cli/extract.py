@@ -30,6 +30,9 @@ def run_extract(app: Any) -> int:
         raise UsageError("--no-gpu-check and --gpu contradict each other", "pass only one")
     ref = parse_image_ref(app.image)
     dest = Path(app.directory).expanduser() if app.directory else default_cache_dir(os.environ)
+    # Group files name absolute paths: a relative DEST would make every kernel miss
+    # as soon as Triton runs from another directory.
+    dest = Path(os.path.abspath(dest))
     opts = app.registry_options()
     host = None
     if not app.no_gpu_check:

@@ -218,7 +218,13 @@ def push(image: CraftedImage, registry_ref: str) -> str:
     return registry_ref
 
 
-def run_tcv(*args: str, staging: Path, env: Mapping[str, str] | None = None, timeout: float = 300):
+def run_tcv(
+    *args: str,
+    staging: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
+):
     """The installed ``tcv`` console script, with its own staging root."""
     import os
     import sys
@@ -230,6 +236,7 @@ def run_tcv(*args: str, staging: Path, env: Mapping[str, str] | None = None, tim
         text=True,
         env={**os.environ, "TCV_STAGING_ROOT": str(staging), **(env or {})},
         timeout=timeout,
+        cwd=cwd,
     )
 
 

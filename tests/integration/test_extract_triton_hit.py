@@ -60,3 +60,31 @@ def test_extracted_kernel_is_a_cache_hit(registry, tmp_path):
     assert all(Path(p).parent == b / entry.key for p in at_b["paths"].values())
     assert snapshot(b) == before  # nothing written: no compile happened
     assert not a.exists()
+
+    # A relative DEST, given from another working directory than Triton's: the
+    # group files must still name absolute paths, or every kernel misses.
+    work = tmp_path / "work"
+    work.mkdir()
+    rel = run_tcv(
+        "-e",
+        "-i",
+        ref,
+        "--tls-verify=false",
+        "-d",
+        "dst/c",
+        "--gpu",
+        "cuda:90",
+        "--cuda-driver",
+        "13.9",
+        "--json",
+        staging=staging,
+        cwd=work,
+    )
+    assert rel.returncode == 0, rel.stderr
+    c = work / "dst" / "c"
+    assert json.loads(rel.stdout)["dest"] == str(c)
+    before = snapshot(c)
+    at_c = _compile(c, home)
+    assert at_c["cache_hit"] is True
+    assert all(Path(p).parent == c / entry.key for p in at_c["paths"].values())
+    assert snapshot(c) == before

@@ -11,7 +11,7 @@ EXIT_EXTRACT = 1  # extraction failed
 EXIT_CREATE = 2  # creation failed
 EXIT_USAGE = 3  # bad usage or configuration
 EXIT_INCOMPATIBLE = 4  # nothing in the image fits this host
-EXIT_NOT_FOUND = 5  # image not found or registry unreachable
+EXIT_NOT_FOUND = 5  # image not found, registry unreachable, or not a cache image
 EXIT_INTERRUPTED = 130
 
 
@@ -47,6 +47,12 @@ class IncompatibleError(TcvError):
 
 
 class ImageNotFoundError(TcvError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class NotACacheError(TcvError):
+    """The image exists but is not a Triton cache image (same exit as not found)."""
+
     exit_code = EXIT_NOT_FOUND
 
 

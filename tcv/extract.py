@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from tcv import skopeo
-from tcv.errors import ExtractError, IncompatibleError
+from tcv.errors import ExtractError, IncompatibleError, NotACacheError
 from tcv.gpu.model import HostGpus
 from tcv.imageref import ImageRef, parse_image_ref
 from tcv.kernel import KernelEntry, Target
-from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
+from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
 from tcv.progress import DirWatcher, Progress
 from tcv.registry import RegistryOptions
 from tcv.staging import staging_dir
@@ -137,15 +137,20 @@ def target_label(t: Target) -> str:
 def preflight(
     ref: ImageRef,
     opts: RegistryOptions,
-    host: HostGpus,
+    host: HostGpus | None,
     *,
     triton_version: str | None = None,
     timeout: float | None = None,
 ) -> ImageDescription:
-    """Inspect ``ref`` and raise :class:`IncompatibleError` (exit 4) when no target
-    of its summary fits ``host``. An image without a summary passes: its kernels
-    are judged one by one after the pull."""
+    """Inspect ``ref``; refuse an application image (exit 5) and, unless ``host``
+    is None (``--no-gpu-check``), raise :class:`IncompatibleError` (exit 4) when
+    no target of its summary fits ``host``. An image without a summary passes:
+    its kernels are judged one by one after the pull."""
     desc = inspect_image(ref, opts, timeout=timeout)
+    if not any(name.startswith(LABEL_PREFIX) for name in desc.labels):
+        refuse_application_image(ref, opts, timeout=timeout)
+    if host is None:
+        return desc
     if desc.targets is None:
         log.info("%s has no summary label: checking its kernels after the pull", ref)
         return desc
@@ -154,6 +159,28 @@ def preflight(
         why = "; ".join(f"{target_label(t)} ({reason})" for t, reason in verdicts)
         raise IncompatibleError(f"nothing in {ref} fits this host: {why}", NO_FIT_HINT)
     return desc
+
+
+# The configuration fields that make an image something to run, not a cache.
+RUNNABLE_FIELDS = ("Cmd", "Entrypoint", "Env")
+
+
+def refuse_application_image(
+    ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None
+) -> None:
+    """Raise :class:`NotACacheError` (exit 5) for an image without any
+    ``cache.triton.image/*`` label whose configuration says it is meant to be run
+    (a command, an entry point or an environment): an application image named by
+    mistake is refused before a layer byte moves. Cache images of the older tools
+    without labels (``FROM scratch`` plus the cache tree) set none of these."""
+    config = skopeo.inspect_config(ref, opts, timeout=timeout)
+    found = [name for name in RUNNABLE_FIELDS if config.get(name)]
+    if found:
+        raise NotACacheError(
+            f"{ref} is not a Triton cache image: it has no cache.triton.image labels and "
+            f"its configuration sets {', '.join(found)}, as an application image does",
+            "check the image name; cache images are made with tcv -c",
+        )
 
 
 # ---------------------------------------------------------------- fetching
@@ -199,25 +226,22 @@ def fetch_image(
     triton_version: str | None = None,
     timeout: float | None = None,
 ) -> FetchedImage:
-    """Preflight (when ``host`` is given), pull, unpack and verify ``ref`` into
-    ``into`` (an empty directory the caller owns and removes). The pulled blobs
-    are deleted once unpacked; ``cache_root`` holds the kernel directories."""
+    """Preflight (the GPU check only when ``host`` is given), pull, unpack and
+    verify ``ref`` into ``into`` (an empty directory the caller owns and removes).
+    The pulled blobs are deleted once unpacked; ``cache_root`` holds the kernel
+    directories."""
     progress = progress or Progress()
-    desc = None
-    if host is not None:
-        desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
+    desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
     layout = into / "image"
     root = into / "root"
     root.mkdir(mode=0o700)
     progress.start("pull")
     with DirWatcher(layout, progress):
-        skopeo.copy_to_dir(ref.pinned(desc.digest if desc else ""), opts, layout, timeout=timeout)
+        skopeo.copy_to_dir(ref.pinned(desc.digest), opts, layout, timeout=timeout)
     progress.finish()
     raw, manifest = skopeo.read_dir_manifest(layout)
-    digest = desc.digest if desc and desc.digest else skopeo.manifest_digest(raw)
-    labels = desc.labels if desc else _config_labels(layout, manifest)
-    if desc is None:
-        desc = describe(ref, digest, labels)
+    digest = desc.digest or skopeo.manifest_digest(raw)
+    labels = desc.labels
     layers = _layers(layout, manifest)
     blob_bytes = sum(p.stat().st_size for p, _ in layers)
     limit = max_size if max_size is not None else desc.cache_size
@@ -229,18 +253,6 @@ def fetch_image(
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
     return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
-
-
-def _config_labels(layout: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    config = manifest.get("config")
-    if not isinstance(config, Mapping) or not isinstance(config.get("digest"), str):
-        return {}
-    try:
-        data = json.loads(skopeo.blob_path(layout, config["digest"]).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    labels = (data.get("config") or {}).get("Labels") if isinstance(data, dict) else None
-    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 def _layers(layout: Path, manifest: Mapping[str, Any]) -> list[tuple[Path, str]]:

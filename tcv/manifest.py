@@ -20,6 +20,7 @@ CACHE_DIR = "io.triton.cache"
 MANIFEST_DIR = "io.triton.manifest"
 MANIFEST_PATH = f"{MANIFEST_DIR}/manifest.json"
 
+LABEL_PREFIX = "cache.triton.image/"
 LABEL_SUMMARY = "cache.triton.image/summary"
 LABEL_ENTRY_COUNT = "cache.triton.image/entry-count"
 LABEL_CACHE_SIZE = "cache.triton.image/cache-size-bytes"

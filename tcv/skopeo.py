@@ -83,6 +83,26 @@ def inspect(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = Non
     return parse_inspect(ref, result.stdout)
 
 
+def inspect_config(
+    ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None
+) -> dict[str, object]:
+    """The ``config`` part of the image's configuration (Cmd, Entrypoint, Env,
+    Labels ...): one more request for the config blob, never a layer."""
+    argv = ["skopeo", "inspect", "--config", "--no-tags", *_access_args(ref, opts), ref.skopeo()]
+    try:
+        result = run(argv, what=f"inspect {ref}", timeout=timeout)
+    except ToolError as err:
+        if err.returncode is None:
+            raise
+        raise _not_found(err, ref) from None
+    try:
+        data = json.loads(result.stdout)
+    except (ValueError, RecursionError):
+        return {}
+    config = data.get("config") if isinstance(data, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
 def parse_inspect(ref: ImageRef, stdout: str) -> ImageInfo:
     """The fields TCV needs from ``skopeo inspect`` JSON output."""
     try:

@@ -35,8 +35,11 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     --cuda-driver), TCV_LOG_LEVEL, TRITON_CACHE_DIR and TRITON_HOME (DEST's default).
 
     Exit status: 0 success; 1 extraction failed; 2 creation failed; 3 bad usage or
-    configuration; 4 nothing in the image fits this host; 5 image not found or
-    registry unreachable. Every failure is one line on stderr saying what to do."""
+    configuration; 4 nothing in the image fits this host; 5 image not found,
+    registry unreachable, or the image is not a Triton cache image (an
+    application image: no cache.triton.image labels, and a command or an
+    environment in its configuration). Every failure is one line on stderr
+    saying what to do."""
 
     PROGNAME = "tcv"
     USAGE = (

@@ -152,8 +152,10 @@ def write_image(
     labels: Mapping[str, str],
     *,
     docker: bool = False,
+    runnable: Mapping[str, object] | None = None,
 ) -> CraftedImage:
-    """Write ``layers`` + a config carrying ``labels`` as a ``dir:`` image."""
+    """Write ``layers`` + a config carrying ``labels`` as a ``dir:`` image;
+    ``runnable`` adds config fields of an application image (Cmd, Env, ...)."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "version").write_text("Directory Transport Version: 1.1\n")
     layer_descs, diff_ids, digests = [], [], []
@@ -168,7 +170,7 @@ def write_image(
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Labels": dict(labels)},
+        "config": {"Labels": dict(labels), **(runnable or {})},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created_by": "tests/harness/hostile.py"} for _ in layers],
     }

@@ -77,3 +77,32 @@ def test_unreachable_registry_is_exit_5(tmp_path):
     )
     assert proc.returncode == 5
     assert "connection refused" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("no_gpu_check", [False, True], ids=["gpu-check", "no-gpu-check"])
+def test_an_application_image_is_refused_before_any_layer(registry, tmp_path, no_gpu_check):
+    """An ordinary image (a command, an environment, no cache.triton.image labels)
+    named by mistake: one line, exit 5, no layer requested, DEST not created."""
+    app = h.Layer([h.reg("usr/bin/app", b"\x7fELF" + b"\0" * (1 << 20))])
+    image = h.write_image(
+        tmp_path / "img",
+        [app],
+        {"maintainer": "someone"},
+        runnable={"Cmd": ["/usr/bin/app"], "Env": ["PATH=/usr/bin"]},
+    )
+    ref = registry.ref(f"tcv-it/application:{uuid.uuid4().hex[:8]}")
+    h.push(image, ref)
+    repo = ref.split("/", 1)[1].split(":")[0]
+    before = len(registry.requests())
+    dest = tmp_path / "dest"
+    gpu = ["--no-gpu-check"] if no_gpu_check else ["--gpu", "cuda:90"]
+    proc = h.run_tcv(
+        "-e", "-i", ref, "--tls-verify=false", "-d", str(dest), *gpu, staging=tmp_path / "st"
+    )
+    assert proc.returncode == 5, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "is not a Triton cache image" in lines[0] and "Cmd, Env" in lines[0]
+    blobs = [r["uri"] for r in requests_for(registry, before, repo) if "/blobs/" in str(r["uri"])]
+    assert not [u for u in blobs if any(d in u for d in image.layer_digests)], blobs
+    assert not dest.exists()

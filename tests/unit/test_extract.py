@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcv.cache import scan_cache
-from tcv.errors import ExtractError, IncompatibleError
+from tcv.errors import ExtractError, IncompatibleError, NotACacheError
 from tcv.extract import (
     describe,
     extract_image,
@@ -117,10 +117,44 @@ def test_preflight_names_every_target_when_nothing_fits(fp):
     assert "--no-gpu-check" in line
 
 
+def fake_config(fp, config):
+    fp.register(
+        [fp.program("skopeo"), "inspect", "--config", fp.any()],
+        stdout=json.dumps({"architecture": "amd64", "config": config}),
+    )
+
+
 def test_preflight_passes_an_image_without_summary(fp):
+    """The older tools' images: no cache.triton.image labels, built FROM scratch."""
+    fake_config(fp, {"Labels": {"org.opencontainers.image.title": "old"}})
     fake_inspect(fp, {"org.opencontainers.image.title": "old"})
     desc = preflight(parse_image_ref("q.io/x"), RegistryOptions(), TURING)
     assert desc.targets is None
+    assert fp.call_count([fp.program("skopeo"), "inspect", "--config", fp.any()]) == 1
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param({"Cmd": ["bash"]}, id="cmd"),
+        pytest.param({"Entrypoint": ["/app"]}, id="entrypoint"),
+        pytest.param({"Env": ["PATH=/usr/bin"]}, id="env"),
+    ],
+)
+@pytest.mark.parametrize("host", [TURING, None], ids=["gpu-check", "no-gpu-check"])
+def test_preflight_refuses_an_application_image(fp, config, host):
+    fake_config(fp, config)
+    fake_inspect(fp, {"maintainer": "someone"})
+    with pytest.raises(NotACacheError) as info:
+        preflight(parse_image_ref("q.io/app"), RegistryOptions(), host)
+    assert info.value.exit_code == 5
+    assert "q.io/app is not a Triton cache image" in info.value.line()
+
+
+def test_a_cache_image_costs_no_config_request(fp):
+    fake_inspect(fp, build_labels(SCAN.entries, "x"))
+    preflight(parse_image_ref("q.io/x"), RegistryOptions(), None)
+    assert fp.call_count([fp.program("skopeo"), "inspect", "--config", fp.any()]) == 0
 
 
 # ---------------------------------------------------------------- verification
@@ -246,8 +280,11 @@ def test_fetch_pins_the_preflight_digest(fp, image, tmp_path):
     assert sorted(os.listdir(got.cache_root)) == sorted(e.key for e in SCAN.entries)
 
 
-def test_fetch_without_host_reads_labels_from_the_pulled_config(fp, image, tmp_path):
+def test_fetch_without_host_still_reads_the_labels_first(fp, image, tmp_path):
+    """--no-gpu-check and tcv check -i skip the GPU check, not the label check;
+    with no digest from the description, the pulled manifest's is taken."""
     crafted, labels = image
+    fake_inspect(fp, labels, "")
     fake_copy(fp, crafted, "oci:/some/layout:t")
     into = tmp_path / "into"
     into.mkdir()
@@ -273,8 +310,9 @@ def test_extract_installs_exactly_what_fits(fp, image, tmp_path, staging_root):
 
 
 def test_no_gpu_check_installs_everything(fp, image, tmp_path, staging_root):
-    crafted, _ = image
-    fake_copy(fp, crafted, "docker://q.io/x")
+    crafted, labels = image
+    fake_inspect(fp, labels, crafted.manifest_digest)
+    fake_copy(fp, crafted, f"docker://q.io/x@{crafted.manifest_digest}")
     report = extract_image(parse_image_ref("q.io/x"), RegistryOptions(), tmp_path / "d", host=None)
     assert sorted(report.installed) == sorted(e.key for e in SCAN.entries)
 

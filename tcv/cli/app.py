@@ -11,8 +11,6 @@ what ``tcv -e`` needs.
 
 from __future__ import annotations
 
-import sys
-
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication
@@ -118,5 +116,6 @@ Tcv.subcommand("hook", "tcv.cli.hook.Hook")
 
 def main() -> None:
     """Console-script entry point."""
-    _, code = Tcv.run(sys.argv, exit=False)
-    sys.exit(code)
+    from tcv.cli.base import run_main
+
+    run_main(Tcv)

@@ -8,7 +8,9 @@ becomes one line with its exit code (SPEC §2). Tracebacks only at debug level.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -27,9 +29,38 @@ logger = logging.getLogger("tcv")
 _HELP_ERRORS = (ShowHelp, ShowHelpAll, ShowVersion, ShowCompletion)
 
 
-def fail(prog: str, line: str) -> None:
-    """Print the one error line."""
+def fail(prog: str, line: str, code: int, *, as_json: bool = False) -> None:
+    """Print the one error line on stderr and, for ``--json``, the same as a JSON
+    object on stdout, so scripts need not parse stderr (SPEC §2)."""
     print(f"{prog}: error: {line}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": line, "exit_code": code}))
+
+
+def run_main(app: type[cli.Application]) -> None:
+    """A console script's entry point: run ``app`` and exit with its status.
+
+    A reader that goes away (``tcv scan | head``) ends the program quietly with
+    the status a shell expects of a command killed by SIGPIPE (141), not with a
+    traceback or exit 1.
+    """
+    try:
+        _, code = app.run(sys.argv, exit=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _die_of_sigpipe()
+    sys.exit(code)
+
+
+def _die_of_sigpipe() -> None:
+    # Nothing more can reach the reader; point stdout at /dev/null so the
+    # interpreter's own flush at exit cannot raise again, then die as `head`'s
+    # writers do.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + signal.SIGPIPE)  # not reached where SIGPIPE can be raised
 
 
 @contextlib.contextmanager
@@ -66,6 +97,7 @@ class TcvApplication(cli.Application):
 
     def _parse_and_dispatch(self, argv):  # type: ignore[no-untyped-def]
         prog = self.PROGNAME or "tcv"
+        as_json = "--json" in argv
         if getattr(self, "parent", None) is None:
             tcvlog.configure(tcvlog.default_level())
         try:
@@ -75,15 +107,22 @@ class TcvApplication(cli.Application):
             return super()._parse_and_dispatch(argv)
         except SwitchError as ex:
             first = str(ex).strip().splitlines()[0].rstrip(":") if str(ex).strip() else "bad usage"
-            fail(prog, f"{first} — run '{prog} --help' for usage")
+            fail(prog, f"{first} — run '{prog} --help' for usage", EXIT_USAGE, as_json=as_json)
             return self, EXIT_USAGE
         try:
-            return super()._parse_and_dispatch(argv)
+            result = super()._parse_and_dispatch(argv)
+            if getattr(self, "parent", None) is None:
+                sys.stdout.flush()  # an EPIPE surfaces here, not in plumbum's handler
+            return result
+        except BrokenPipeError:
+            _die_of_sigpipe()
+            raise
         except TcvError as err:
             if tcvlog.debug_enabled():
                 traceback.print_exc()
-            fail(prog, err.line())
+            fail(prog, err.line(), err.exit_code, as_json=as_json)
             return self, err.exit_code
         except KeyboardInterrupt:
-            fail(prog, "interrupted; nothing half-done was left behind")
+            line = "interrupted; nothing half-done was left behind"
+            fail(prog, line, EXIT_INTERRUPTED, as_json=as_json)
             return self, EXIT_INTERRUPTED

@@ -97,5 +97,6 @@ class TcvBuild(TcvApplication, RegistrySwitches):
 
 def main() -> None:
     """Console-script entry point."""
-    _, code = TcvBuild.run(sys.argv, exit=False)
-    sys.exit(code)
+    from tcv.cli.base import run_main
+
+    run_main(TcvBuild)

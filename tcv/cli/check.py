@@ -142,11 +142,14 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         if result.compatible:
             return EXIT_OK
         if not entries:
-            fail("tcv check", f"no kernels in {source}: nothing can fit this host")
+            fail(
+                "tcv check", f"no kernels in {source}: nothing can fit this host", EXIT_INCOMPATIBLE
+            )
         else:
             fail(
                 "tcv check",
                 f"none of the {len(entries)} kernels in {source} fits this host's GPUs — "
                 "see the reasons above",
+                EXIT_INCOMPATIBLE,
             )
         return EXIT_INCOMPATIBLE

@@ -8,7 +8,11 @@ from tcv.registry import RegistryOptions
 
 
 class JsonOption:
-    json = cli.Flag(["--json"], help="print machine-readable JSON (SPEC §2) instead of a table")
+    json = cli.Flag(
+        ["--json"],
+        help="print machine-readable JSON (SPEC §2) instead of a table; a failure "
+        'is printed as {"error": LINE, "exit_code": N}',
+    )
 
 
 class GpuOptions:

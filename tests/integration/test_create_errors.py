@@ -162,8 +162,9 @@ def test_interrupt_mid_build_leaves_nothing(caches_dir, tmp_path, signum):
         subprocess.run(["buildah", "rmi", "-f", ref], capture_output=True)
 
 
-def test_json_errors_stay_one_line(caches_dir, tmp_path):
-    """--json does not turn errors into JSON on stdout: one line on stderr."""
+def test_json_errors_are_json_on_stdout_and_one_line_on_stderr(caches_dir, tmp_path):
+    """With --json a failure is also a JSON object on stdout, so scripts need
+    not parse stderr; people still get the one line on stderr."""
     proc = subprocess.run(
         [str(BIN / "tcv"), "-c", "-i", "localhost/x", "-d", str(tmp_path / "nope"), "--json"],
         capture_output=True,
@@ -171,7 +172,26 @@ def test_json_errors_stay_one_line(caches_dir, tmp_path):
         env={**os.environ, "TCV_STAGING_ROOT": str(tmp_path)},
     )
     assert proc.returncode == 3
-    assert proc.stdout == ""
-    assert len(proc.stderr.strip().splitlines()) == 1
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0]
+    doc = json.loads(proc.stdout)
+    assert doc == {"error": lines[0].removeprefix("tcv: error: "), "exit_code": 3}
+
+
+def test_a_closed_stdout_ends_quietly_with_the_sigpipe_status(caches_dir, tmp_path):
+    """`tcv scan | head`: the reader has gone; tcv dies of SIGPIPE as the other
+    commands of a pipeline do (a shell shows 141), with nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [str(BIN / "tcv"), "scan", str(caches_dir / "triton-3.9")],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TCV_STAGING_ROOT": str(tmp_path)},
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == -signal.SIGPIPE, proc.stderr
+    assert proc.stderr == ""

@@ -111,8 +111,13 @@ def test_bad_dir_is_one_line_and_exit_3(capsys, tmp_path, make, needle, json_fla
     assert len(lines) == 1, err
     assert needle in lines[0]
     assert lines[0].startswith("tcv scan: error:")
-    assert out == ""
     assert "Traceback" not in err
+    if json_flag:
+        # Scripts get the error as JSON on stdout too (and need not parse stderr).
+        doc = json.loads(out)
+        assert doc == {"error": lines[0].removeprefix("tcv scan: error: "), "exit_code": 3}
+    else:
+        assert out == ""
 
 
 def test_help_documents_the_json_and_exit_codes(capsys):

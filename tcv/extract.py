@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = f"{MANIFEST_TREE}/manifest.json"
 _MANIFEST_MAX = 256 * 1024 * 1024
 
+NO_GPU_HINT = (
+    "name the GPU to extract for with --gpu SPEC (e.g. --gpu cuda:90) or TCV_GPUS, "
+    "or pass --no-gpu-check to install every kernel"
+)
 NO_FIT_HINT = (
     "pass --gpu SPEC to extract for another GPU, or --no-gpu-check to install every kernel"
 )
@@ -146,6 +150,11 @@ def preflight(
     is None (``--no-gpu-check``), raise :class:`IncompatibleError` (exit 4) when
     no target of its summary fits ``host``. An image without a summary passes:
     its kernels are judged one by one after the pull."""
+    if host is not None and not host.gpus:
+        raise IncompatibleError(
+            "this host has no GPU that TCV can see, so no kernel can fit it",
+            NO_GPU_HINT,
+        )
     desc = inspect_image(ref, opts, timeout=timeout)
     if not any(name.startswith(LABEL_PREFIX) for name in desc.labels):
         refuse_application_image(ref, opts, timeout=timeout)

@@ -343,3 +343,15 @@ def test_interrupt_mid_unpack_leaves_no_staging_and_dest_untouched(
         )
     assert os.listdir(staging_root) == []
     assert os.listdir(dest) == ["mine"]
+
+
+def test_a_host_without_gpus_is_one_short_line_before_any_request(fp):
+    """No GPU and no --gpu: one line naming --gpu and TCV_GPUS (not the
+    no-accelerator reason once per target), and not even the labels are read."""
+    with pytest.raises(IncompatibleError) as info:
+        preflight(parse_image_ref("q.io/x"), RegistryOptions(), HostGpus())
+    line = info.value.line()
+    assert line.count("no GPU") == 1 and "--gpu SPEC" in line and "TCV_GPUS" in line
+    assert len(line) < 250
+    assert info.value.exit_code == 4
+    assert fp.call_count([fp.program("skopeo"), fp.any()]) == 0

@@ -86,8 +86,8 @@ demo() {
   "$tcv" -c -i "$image" -d examples/vector-add-cache
   say "tcv inspect containers-storage:$image"
   "$tcv" inspect "containers-storage:$image"
-  say "tcv -e -i containers-storage:$image -d $dest ${gpu_args[*]}"
-  "$tcv" -e -i "containers-storage:$image" -d "$dest" "${gpu_args[@]}"
+  say "tcv -e -i containers-storage:$image -d $dest ${gpu_args[*]} --verbose"
+  "$tcv" -e -i "containers-storage:$image" -d "$dest" "${gpu_args[@]}" --verbose
   say "installed into $dest:"
   ls -1 "$dest"
 }

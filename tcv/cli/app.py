@@ -85,6 +85,11 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="extract: refuse layers that unpack to more than this "
         "(default: the image's cache-size-bytes label)",
     )
+    verbose = cli.Flag(
+        ["--verbose"],
+        help="extract: one row per kernel (key, name, target, result, reason) instead of "
+        "the summary by target; --json always lists every kernel",
+    )
     include_launchers = cli.Flag(
         ["--include-launchers"],
         help="create: also pack the host-specific launcher/utils .so directories",

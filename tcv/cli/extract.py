@@ -49,26 +49,25 @@ def run_extract(app: Any) -> int:
             max_size=app.max_size,
             progress=for_output(bool(app.json)),
         )
-    print(render_json(report.to_json()) if app.json else render_report(report))
+    if app.json:
+        print(render_json(report.to_json()))
+    else:
+        print(render_report(report, verbose=bool(app.verbose)))
     return EXIT_INCOMPATIBLE if report.nothing_fits else EXIT_OK
 
 
-def render_report(report: ExtractReport) -> str:
-    """The table for people: one row per kernel, then one summary line."""
-    rows = []
-    for status, keys in (
-        ("installed", report.installed),
-        ("replaced", report.replaced),
-        ("present", report.present),
-    ):
-        for key in sorted(keys):
-            rows.append(_row(report, key, status, None))
-    for key, reason in report.skipped:
-        rows.append(_row(report, key, "skipped", reason))
+def render_report(report: ExtractReport, *, verbose: bool = False) -> str:
+    """For people: one row per target (what was installed, present, skipped),
+    then each distinct skip reason once with its count, then the summary line.
+    ``verbose`` shows the per-kernel table instead (``--json`` always has it)."""
     lines = []
-    if rows:
-        lines.append(render_table(["KEY", "KERNEL", "TARGET", "RESULT", "REASON"], rows))
-        lines.append("")
+    if verbose:
+        rows = _kernel_rows(report)
+        if rows:
+            lines.append(render_table(["KEY", "KERNEL", "TARGET", "RESULT", "REASON"], rows))
+            lines.append("")
+    else:
+        lines.extend(_target_summary(report))
     counts = (
         f"{len(report.installed) + len(report.replaced)} installed, "
         f"{len(report.present)} already present, {len(report.skipped)} skipped"
@@ -79,11 +78,50 @@ def render_report(report: ExtractReport) -> str:
     return "\n".join(lines)
 
 
+def _target_summary(report: ExtractReport) -> list[str]:
+    per_target: dict[str, list[int]] = {}
+    reasons: dict[str, int] = {}
+    for status, keys in ((0, report.installed), (0, report.replaced), (1, report.present)):
+        for key in keys:
+            per_target.setdefault(_target(report, key) or "-", [0, 0, 0])[status] += 1
+    for key, reason in report.skipped:
+        per_target.setdefault(_target(report, key) or "-", [0, 0, 0])[2] += 1
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not per_target:
+        return []
+    rows = [[t, *counts] for t, counts in sorted(per_target.items())]
+    lines = [render_table(["TARGET", "INSTALLED", "PRESENT", "SKIPPED"], rows)]
+    if reasons:
+        lines.append("")
+        lines.append("skipped:")
+        for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {n:>5}  {reason}")
+    lines.append("")
+    return lines
+
+
+def _kernel_rows(report: ExtractReport) -> list[list[Any]]:
+    rows = []
+    for status, keys in (
+        ("installed", report.installed),
+        ("replaced", report.replaced),
+        ("present", report.present),
+    ):
+        for key in sorted(keys):
+            rows.append(_row(report, key, status, None))
+    for key, reason in report.skipped:
+        rows.append(_row(report, key, "skipped", reason))
+    return rows
+
+
+def _target(report: ExtractReport, key: str) -> str | None:
+    entry = report.entries.get(key)
+    if entry is None or not entry.backend:
+        return None
+    text = f"{entry.backend}:{entry.arch}"
+    return text + f":{entry.warp_size}" if entry.warp_size is not None else text
+
+
 def _row(report: ExtractReport, key: str, status: str, reason: str | None) -> list[Any]:
     entry = report.entries.get(key)
-    target = None
-    if entry is not None and entry.backend:
-        target = f"{entry.backend}:{entry.arch}"
-        if entry.warp_size is not None:
-            target += f":{entry.warp_size}"
-    return [key, entry.name if entry else None, target, status, reason]
+    return [key, entry.name if entry else None, _target(report, key), status, reason]

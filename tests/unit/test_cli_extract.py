@@ -78,10 +78,34 @@ def test_table_and_rerun_present(fp, tmp_path, capsys):
     dest = tmp_path / "dest"
     assert run("-e", "-i", REF, "-d", str(dest), "--gpu", "hip:gfx942") == EXIT_OK
     first = capsys.readouterr().out
-    assert "installed" in first and "KEY" in first and "skipped" in first
+    # The default is a summary by target: no per-kernel rows, each reason once.
+    assert "TARGET" in first and "KEY" not in first
+    assert not any(e.key in first for e in SCAN.entries)
+    rows = rows_of(first)
+    assert rows["hip:gfx942:64"] == ["2", "0", "0"]
+    skipped = [e for e in SCAN.entries if (e.backend, e.arch) != ("hip", "gfx942")]
+    assert sum(int(r[2]) for r in rows.values()) == len(skipped)
+    reasons = first.split("skipped:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert sum(int(r.split()[0]) for r in reasons) == len(skipped)
+    assert len(set(reasons)) == len(reasons)
     assert run("-e", "-i", REF, "-d", str(dest), "--gpu", "hip:gfx942") == EXIT_OK
     second = capsys.readouterr().out
     assert "0 installed, 2 already present" in second
+    assert rows_of(second)["hip:gfx942:64"] == ["0", "2", "0"]
+
+
+def rows_of(out):
+    table = out.split("\n\n", 1)[0].splitlines()[1:]
+    return {ln.split()[0]: ln.split()[1:] for ln in table}
+
+
+def test_verbose_lists_every_kernel(fp, tmp_path, capsys):
+    serve(fp, tmp_path)
+    dest = tmp_path / "dest"
+    assert run("-e", "-i", REF, "-d", str(dest), "--gpu", "hip:gfx942", "--verbose") == EXIT_OK
+    out = capsys.readouterr().out
+    assert "KEY" in out and "RESULT" in out
+    assert all(e.key in out for e in SCAN.entries)
 
 
 def test_default_dest_is_tritons(fp, tmp_path, monkeypatch, capsys):

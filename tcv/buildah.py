@@ -106,7 +106,7 @@ def push_argv(
     *,
     digestfile: Path | str | None = None,
 ) -> list[str]:
-    argv = [BUILDAH, "push", "--quiet", *options.args()]
+    argv = [BUILDAH, "push", "--quiet", *options.args(), *options.buildah_retry_args()]
     if digestfile is not None:
         argv.append(f"--digestfile={digestfile}")
     argv += [image, destination]

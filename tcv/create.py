@@ -31,19 +31,20 @@ from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
 from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
 from tcv.layer import plan_layer, source_date_epoch, write_layer_file
 from tcv.manifest import CACHE_DIR, MANIFEST_PATH, build_labels, build_manifest, manifest_json
-from tcv.registry import RegistryOptions
+from tcv.registry import (
+    AUTH,
+    PLAIN_HTTP,
+    TLS,
+    UNREACHABLE,
+    RegistryOptions,
+    access_failure,
+    access_hint,
+    registry_host,
+)
 from tcv.staging import staging_dir, staging_root
 
 log = logging.getLogger(__name__)
 
-# What a failed push says when the registry cannot be reached at all
-# (containers/image and Go's net package wording).
-_UNREACHABLE = re.compile(
-    r"connection refused|no such host|i/o timeout|network is unreachable|no route to host|"
-    r"dial tcp|server gave HTTP response to HTTPS client|tls: |x509: |connection reset",
-    re.IGNORECASE,
-)
-_UNAUTHORIZED = re.compile(r"unauthorized|authentication required|denied|401|403", re.I)
 # Skip reasons of the cache scan that are I/O failures, not "not a kernel".
 _IO_SKIP = re.compile(r"\bcannot (read|list|stat)\b")
 
@@ -159,23 +160,24 @@ def _push_error(err: ToolError, image: str) -> Exception:
     if err.returncode is None:  # buildah missing or timed out
         return CreateError(err.message, err.hint)
     detail = _last_error(err)
-    host = image.split("/", 1)[0]
+    host = registry_host(image)
     kept = f"the image stays in local storage (push it later with: buildah push {image})"
-    unreachable = _UNREACHABLE.search(detail)
-    if unreachable:
-        if re.search(r"HTTP response to HTTPS client|tls: |x509: ", detail):
-            hint = "for a plain-HTTP or self-signed registry add --tls-verify=false"
-        else:
-            hint = "check the registry address and that it is up"
-        cause = detail.rsplit(": ", 1)[-1] if "dial tcp" in detail else unreachable.group(0)
+    failure = access_failure(detail)
+    hint = f"{access_hint(failure, host)}; {kept}"
+    if failure.kind == UNREACHABLE:
         return ImageNotFoundError(
-            f"built {image} but cannot reach registry {host}: {cause}", f"{hint}; {kept}"
+            f"built {image} but cannot reach registry {host}: {failure.cause}", hint
         )
-    if _UNAUTHORIZED.search(detail):
-        return CreateError(
-            f"built {image} but registry {host} refused the push: {detail}",
-            f"log in (buildah login {host}) or pass --authfile/--creds; {kept}",
+    if failure.kind == TLS:
+        return ImageNotFoundError(
+            f"built {image} but cannot verify the TLS certificate of registry {host}: "
+            f"{failure.cause}",
+            hint,
         )
+    if failure.kind == PLAIN_HTTP:
+        return ImageNotFoundError(f"built {image} but cannot push it: {failure.cause}", hint)
+    if failure.kind == AUTH:
+        return CreateError(f"built {image} but registry {host} refused the push: {detail}", hint)
     return CreateError(f"built {image} but cannot push it: {detail}", kept)
 
 

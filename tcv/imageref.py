@@ -47,8 +47,15 @@ class ImageRef:
     name: str
 
     def skopeo(self) -> str:
-        """The ``transport:name`` form skopeo takes."""
+        """The ``transport:name`` form skopeo takes.
+
+        ``name:tag@digest`` (which podman accepts, the digest deciding) goes to
+        skopeo as ``name@digest``: containers/image refuses a reference with both.
+        """
         if self.transport == DOCKER:
+            m = _REFERENCE.match(self.name)
+            if m and m.group("tag") and m.group("digest"):
+                return f"docker://{m.group('name')}@{m.group('digest')}"
             return f"docker://{self.name}"
         return f"{self.transport}:{self.name}"
 

@@ -18,7 +18,18 @@ from pathlib import Path
 
 from tcv.errors import ExtractError, ImageNotFoundError, TcvError, ToolError
 from tcv.imageref import ImageRef
-from tcv.registry import RegistryOptions
+from tcv.registry import (
+    AUTH,
+    MISSING,
+    OTHER,
+    PLAIN_HTTP,
+    TLS,
+    UNREACHABLE,
+    RegistryOptions,
+    access_failure,
+    access_hint,
+    registry_host,
+)
 from tcv.runner import run
 
 DIR_MANIFEST = "manifest.json"
@@ -49,22 +60,9 @@ def skopeo_message(stderr: str) -> str:
     return lines[-1] if lines else "skopeo failed"
 
 
-def hint_for(message: str, ref: ImageRef) -> str:
-    """What to do about a failed access, from skopeo's message."""
-    low = message.lower()
-    if "http response to https client" in low or "x509" in low or "tls" in low:
-        return "for a plain-HTTP or self-signed registry pass --tls-verify=false"
-    if "unauthorized" in low or "authentication required" in low or "denied" in low:
-        registry = ref.name.split("/", 1)[0]
-        return f"log in with 'podman login {registry}' or pass --authfile FILE / --creds USER:PW"
-    if ref.is_registry:
-        return "check the image name and tag, and that the registry is reachable"
-    return "check the path or name of the image"
-
-
 def _access_args(ref: ImageRef, opts: RegistryOptions) -> list[str]:
-    # TLS and credentials only mean something to the registry transport.
-    return opts.args() if ref.is_registry else []
+    # TLS, certificates, credentials and retries only mean something to a registry.
+    return [*opts.args(), *opts.skopeo_retry_args()] if ref.is_registry else []
 
 
 def inspect(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None) -> ImageInfo:
@@ -79,7 +77,7 @@ def inspect(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = Non
     except ToolError as err:
         if err.returncode is None:  # not installed, or timed out: say so as it is
             raise
-        raise _not_found(err, ref) from None
+        raise access_error(err, ref) from None
     return parse_inspect(ref, result.stdout)
 
 
@@ -94,7 +92,7 @@ def inspect_config(
     except ToolError as err:
         if err.returncode is None:
             raise
-        raise _not_found(err, ref) from None
+        raise access_error(err, ref) from None
     try:
         data = json.loads(result.stdout)
     except (ValueError, RecursionError):
@@ -133,7 +131,7 @@ def copy_to_dir(
         "skopeo",
         "copy",
         "--quiet",
-        *(opts.copy_args("src") if ref.is_registry else []),
+        *([*opts.copy_args("src"), *opts.skopeo_retry_args()] if ref.is_registry else []),
         ref.skopeo(),
         f"dir:{dest}",
     ]
@@ -143,9 +141,9 @@ def copy_to_dir(
         if err.returncode is None:
             raise
         message = skopeo_message(err.stderr_tail or err.message)
-        low = message.lower()
-        if any(s in low for s in ("manifest unknown", "name unknown", "not found", "refused")):
-            raise _not_found(err, ref) from None
+        kind = access_failure(message).kind
+        if kind == MISSING or (ref.is_registry and kind != OTHER):
+            raise access_error(err, ref) from None
         raise ExtractError(
             f"cannot pull {ref}: {message}",
             "check free space under /tmp/.tcv and run with --log-level debug for details",
@@ -177,6 +175,28 @@ def blob_path(layout: Path, digest: str) -> Path:
     return layout / hexpart
 
 
-def _not_found(err: ToolError, ref: ImageRef) -> TcvError:
+def access_error(err: ToolError, ref: ImageRef) -> TcvError:
+    """The one line for a failed read of ``ref`` (exit 5), saying which of
+    unreachable, untrusted certificate, plain HTTP, refused credentials or not
+    in the registry it is, and the safe fix first."""
     message = skopeo_message(err.stderr_tail or err.message)
-    return ImageNotFoundError(f"cannot read image {ref}: {message}", hint_for(message, ref))
+    if not ref.is_registry:
+        return ImageNotFoundError(
+            f"cannot read image {ref}: {message}", "check the path or name of the image"
+        )
+    host = registry_host(ref.name)
+    failure = access_failure(message)
+    hint = access_hint(failure, host)
+    if failure.kind == UNREACHABLE:
+        line = f"cannot reach registry {host} for {ref}: {failure.cause}"
+    elif failure.kind == TLS:
+        line = f"cannot verify the TLS certificate of registry {host} for {ref}: {failure.cause}"
+    elif failure.kind == PLAIN_HTTP:
+        line = f"cannot read {ref}: {failure.cause}"
+    elif failure.kind == AUTH:
+        line = f"registry {host} refused access to {ref}: {message}"
+    elif failure.kind == MISSING:
+        line = f"{ref} is not in registry {host}: {message}"
+    else:
+        line = f"cannot read image {ref}: {message}"
+    return ImageNotFoundError(line, hint)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
+
 from plumbum import cli
 
+from tcv.errors import UsageError
 from tcv.registry import RegistryOptions
 
 
@@ -48,14 +52,24 @@ class GpuOptions:
 
 
 class RegistrySwitches:
-    """``--tls-verify``, ``--authfile``, ``--creds``: how to talk to registries."""
+    """``--tls-verify``, ``--cert-dir``, ``--authfile``, ``--creds``, ``--retry-times``:
+    how to talk to registries, spelled as skopeo and podman spell them."""
 
     tls_verify = cli.SwitchAttr(
         ["--tls-verify"],
         cli.Set("true", "false", case_sensitive=False),
         default="true",
         argname="BOOL",
-        help="require HTTPS and valid certificates when talking to registries",
+        help="require HTTPS and valid certificates when talking to registries (false only "
+        "for a plain-HTTP registry you trust)",
+    )
+    cert_dir = cli.SwitchAttr(
+        ["--cert-dir"],
+        cli.ExistingDirectory,
+        default=None,
+        argname="DIR",
+        help="CA certificates (*.crt) and client keys (*.cert, *.key) for the registry, as "
+        "skopeo takes them (default: /etc/containers/certs.d/HOST and the system store)",
     )
     authfile = cli.SwitchAttr(
         ["--authfile"],
@@ -69,15 +83,53 @@ class RegistrySwitches:
         str,
         default=None,
         argname="USER[:PASSWORD]",
-        help="registry credentials given directly",
+        help="registry credentials given directly; without :PASSWORD it is asked for on "
+        "the terminal",
+    )
+    retry_times = cli.SwitchAttr(
+        ["--retry-times"],
+        cli.Range(0, 100),
+        default=None,
+        argname="N",
+        help="retry a failed registry request up to N times (default: the tool's own)",
     )
 
     def registry_options(self) -> RegistryOptions:
-        return registry_options(self.tls_verify, self.authfile, self.creds)
+        return registry_options(
+            self.tls_verify,
+            self.authfile,
+            ask_password(self.creds),
+            cert_dir=self.cert_dir,
+            retry_times=self.retry_times,
+        )
+
+
+def ask_password(creds: str | None) -> str | None:
+    """``USER`` without ``:PASSWORD`` asks for the password on the terminal, as
+    podman does; without a terminal it is one line saying what to pass."""
+    if not creds or ":" in creds:
+        return creds
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"--creds {creds} gives no password and there is no terminal to ask for it on",
+            "pass --creds USER:PASSWORD, or log in with podman login and pass --authfile",
+        )
+    try:
+        password = getpass.getpass(f"Password for {creds}: ")
+    except EOFError:
+        password = ""
+    if not password:
+        raise UsageError(f"no password given for {creds}", "pass --creds USER:PASSWORD")
+    return f"{creds}:{password}"
 
 
 def registry_options(
-    tls_verify: str | bool, authfile: object, creds: str | None
+    tls_verify: str | bool,
+    authfile: object,
+    creds: str | None,
+    *,
+    cert_dir: object = None,
+    retry_times: int | None = None,
 ) -> RegistryOptions:
     """The registry switches as :class:`RegistryOptions` (``--tls-verify`` is a
     "true"/"false" string on the command line)."""
@@ -86,4 +138,6 @@ def registry_options(
         tls_verify=verify,
         authfile=str(authfile) if authfile else None,
         creds=creds or None,
+        cert_dir=str(cert_dir) if cert_dir else None,
+        retry_times=retry_times,
     )

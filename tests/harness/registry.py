@@ -32,6 +32,12 @@ http:
   addr: 127.0.0.1:{port}
 """
 
+TLS_CONFIG = """\
+  tls:
+    certificate: {cert}
+    key: {key}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,6 +51,7 @@ class Registry:
     root: Path
     log_path: Path
     proc: subprocess.Popen[bytes]
+    cert_dir: Path | None = None  # with TLS: a directory holding the CA (ca.crt)
 
     def ref(self, name: str) -> str:
         """A bare (docker://) reference to ``name`` on this registry."""
@@ -77,14 +84,56 @@ class Registry:
                 self.proc.wait()
 
 
-def start_registry(workdir: Path, timeout: float = 20.0) -> Registry:
-    """Start ``docker-registry serve`` on a free loopback port; wait until /v2/ answers."""
+def self_signed(workdir: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself (openssl); returns (cert,
+    key, a directory holding it as ``ca.crt`` for ``--cert-dir``)."""
+    cert, key = workdir / "registry.crt", workdir / "registry.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    certs = workdir / "certs.d"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(cert.read_bytes())
+    return cert, key, certs
+
+
+def start_registry(workdir: Path, timeout: float = 20.0, *, tls: bool = False) -> Registry:
+    """Start ``docker-registry serve`` on a free loopback port; wait until /v2/ answers.
+    With ``tls`` it serves HTTPS with a self-signed certificate (see ``cert_dir``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
     port = free_port()
     config = workdir / "config.yml"
-    config.write_text(CONFIG.format(root=root, port=port))
+    text = CONFIG.format(root=root, port=port)
+    cert_dir = None
+    context = None
+    if tls:
+        import ssl
+
+        cert, key, cert_dir = self_signed(workdir)
+        text += TLS_CONFIG.format(cert=cert, key=key)
+        context = ssl.create_default_context(cafile=str(cert))
+    config.write_text(text)
     log_path = workdir / "registry.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
@@ -95,13 +144,14 @@ def start_registry(workdir: Path, timeout: float = 20.0) -> Registry:
     )
     log_file.close()
     host = f"127.0.0.1:{port}"
+    scheme = "https" if tls else "http"
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"registry exited: {log_path.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://{host}/v2/", timeout=1) as resp:
-                if resp.status == 200:
+            with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=1, context=context) as r:
+                if r.status == 200:
                     break
         except OSError:
             if time.monotonic() > deadline:
@@ -109,4 +159,4 @@ def start_registry(workdir: Path, timeout: float = 20.0) -> Registry:
                 raise RuntimeError("registry did not answer /v2/ in time") from None
             # Polling a readiness endpoint, not sleeping to synchronise.
             time.sleep(0.05)
-    return Registry(host=host, root=root, log_path=log_path, proc=proc)
+    return Registry(host=host, root=root, log_path=log_path, proc=proc, cert_dir=cert_dir)

@@ -270,7 +270,7 @@ def test_ctrl_c_removes_the_container_and_staging(fake, caches_dir, staging):
             'Error: pinging container registry r.example: Get "https://r.example/v2/": '
             "dial tcp 10.0.0.1:443: connect: connection refused\n",
             ImageNotFoundError,
-            "cannot reach registry r.example: connection refused",
+            "cannot reach registry r.example: connect: connection refused",
             id="refused",
         ),
         pytest.param(
@@ -282,7 +282,7 @@ def test_ctrl_c_removes_the_container_and_staging(fake, caches_dir, staging):
         pytest.param(
             "Error: unauthorized: authentication required\n",
             CreateError,
-            "buildah login r.example",
+            "podman login r.example",
             id="unauthorized",
         ),
     ],

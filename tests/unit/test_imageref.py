@@ -107,3 +107,12 @@ def test_pinned_leaves_local_transports_alone():
 def test_str_is_what_the_user_wrote_back():
     assert str(parse_image_ref("docker://q.io/a:1")) == "q.io/a:1"
     assert str(parse_image_ref("oci:/d")) == "oci:/d"
+
+
+def test_tag_and_digest_go_to_skopeo_as_the_digest():
+    """podman takes name:tag@digest (the digest decides); skopeo refuses both."""
+    digest = "sha256:" + "a" * 64
+    ref = parse_image_ref(f"quay.io/org/k:v1@{digest}")
+    assert ref.skopeo() == f"docker://quay.io/org/k@{digest}"
+    assert str(ref) == f"quay.io/org/k:v1@{digest}"
+    assert ref.pinned(digest).skopeo() == f"docker://quay.io/org/k@{digest}"

@@ -67,23 +67,43 @@ def test_credentials_go_to_the_registry_transport_only(fp):
         pytest.param(
             fatal(
                 'Error parsing image name \\"docker://127.0.0.1:1/x\\": pinging container '
-                "registry 127.0.0.1:1: connect: connection refused"
+                'registry 127.0.0.1:1: Get \\"https://127.0.0.1:1/v2/\\": dial tcp '
+                "127.0.0.1:1: connect: connection refused"
             ),
-            "pinging container registry 127.0.0.1:1: connect: connection refused",
-            "registry is reachable",
+            "cannot reach registry q.io for q.io/x: connect: connection refused",
+            "check that q.io is the right address",
             id="unreachable",
         ),
         pytest.param(
+            fatal(
+                "pinging container registry nowhere.example: dial tcp: lookup "
+                "nowhere.example: no such host"
+            ),
+            "cannot reach registry q.io for q.io/x: lookup nowhere.example: no such host",
+            "registry is up",
+            id="unknown-host-is-not-not-found",
+        ),
+        pytest.param(
             fatal("reading manifest latest in q.io/x: manifest unknown"),
-            "manifest unknown",
-            "check the image name",
+            "q.io/x is not in registry q.io: reading manifest latest in q.io/x: manifest unknown",
+            "check the repository and tag",
             id="not-found",
         ),
         pytest.param(
             fatal("pinging: http: server gave HTTP response to HTTPS client"),
-            "HTTP response to HTTPS client",
+            "the registry answers plain HTTP",
             "--tls-verify=false",
             id="plain-http",
+        ),
+        pytest.param(
+            fatal(
+                'pinging container registry q.io: Get \\"https://q.io/v2/\\": '
+                "x509: certificate signed by unknown authority"
+            ),
+            "cannot verify the TLS certificate of registry q.io for q.io/x: "
+            "x509: certificate signed by unknown authority",
+            "/etc/containers/certs.d/q.io/ca.crt, pass --cert-dir DIR",
+            id="tls-untrusted",
         ),
         pytest.param(
             fatal("reading manifest: unauthorized: authentication required"),
@@ -101,6 +121,35 @@ def test_inspect_failures_are_exit_5_with_a_hint(fp, stderr, needle, hint):
     assert needle in info.value.message
     assert "level=fatal" not in info.value.line()
     assert hint in (info.value.hint or "")
+
+
+def test_tls_hint_puts_the_safe_fix_before_turning_verification_off(fp):
+    fp.register(
+        [fp.program("skopeo"), "inspect", fp.any()],
+        returncode=1,
+        stderr=fatal("x509: certificate signed by unknown authority"),
+    )
+    with pytest.raises(ImageNotFoundError) as info:
+        skopeo.inspect(parse_image_ref("q.io/x"), RegistryOptions())
+    hint = info.value.hint or ""
+    assert hint.index("--cert-dir") < hint.index("--tls-verify=false")
+
+
+def test_cert_dir_and_retries_reach_skopeo(fp):
+    opts = RegistryOptions(cert_dir="/certs", retry_times=4)
+    fp.register(
+        [
+            fp.program("skopeo"),
+            "inspect",
+            "--no-tags",
+            "--tls-verify=true",
+            "--cert-dir=/certs",
+            "--retry-times=4",
+            "docker://q.io/x",
+        ],
+        stdout=json.dumps(INSPECT),
+    )
+    skopeo.inspect(parse_image_ref("q.io/x"), opts)
 
 
 def test_garbage_output_is_an_extract_error(fp):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness.registry import Registry, start_registry
+from tests.harness.userinstall import UserInstall
+from tests.harness.userinstall import user_install as make_user_install
 
 DATA = Path(__file__).parent / "data"
 CACHES = DATA / "caches"
@@ -32,3 +34,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
     finally:
         reg.stop()
+
+
+@pytest.fixture(scope="session")
+def user_install() -> Iterator[UserInstall]:
+    """This checkout as other users (``nobody``, the rootless test user) can run
+    it, wherever it is cloned (see tests/harness/userinstall.py)."""
+    install = make_user_install()
+    try:
+        yield install
+    finally:
+        install.remove()

@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ from pathlib import Path
 import pytest
 import sh
 
-from tests.harness.podman import CONTAINERS_CONF, REPO, hook_pids, tree_digest
+from tests.harness.podman import CONTAINERS_CONF, hook_pids, tree_digest
+from tests.harness.userinstall import UserInstall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rootless]
 
@@ -26,7 +26,8 @@ USER = "tcvtest"
 
 
 class User:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, install: UserInstall) -> None:
+        self.install = install
         if os.geteuid() != 0:
             pytest.fail("the rootless tests are driven by root (CI runs as root)")
         try:
@@ -48,7 +49,6 @@ class User:
             f"PATH={os.environ['PATH']}",
             f"CONTAINERS_CONF={self.conf}",
             f"TCV_STAGING_ROOT={self.work / 'staging'}",
-            f"PYTHONPATH={REPO}",
         ]
 
     def __call__(self, *argv: str, **kw: object) -> str:
@@ -57,14 +57,18 @@ class User:
         return str(sh.runuser(*cmd, _cwd=self.pw.pw_dir, **kw))
 
     def tcv(self, *args: str) -> str:
-        return self(sys.executable, "-c", "from tcv.cli.app import main; main()", *args)
+        return self(str(self.install.tcv), *args)
 
 
 @pytest.fixture(scope="module")
-def user() -> Iterator[User]:
+def user(user_install) -> Iterator[User]:
     work = Path(tempfile.mkdtemp(prefix="tcv-rootless-"))
     os.chmod(work, 0o755)
-    u = User(work)
+    u = User(work, user_install)
+    probe = sh.runuser("-u", USER, "--", str(user_install.tcv), "--version", _ok_code=range(256))
+    assert probe.exit_code == 0, (
+        f"{USER} cannot run {user_install.tcv}, so the rootless tests cannot run: {probe.stderr!r}"
+    )
     try:
         yield u
     finally:

@@ -7,9 +7,13 @@ import os
 import re
 import shlex
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.harness import buildah_state
 
 pytestmark = pytest.mark.e2e
 
@@ -53,16 +57,38 @@ def test_demo_packs_and_extracts_the_bundled_cache(tmp_path):
 
     argv = shlex.split(readme_commands()[0])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TCV_", "TRITON_"))}
-    env["TMPDIR"] = str(tmp_path)
-    # A host without accelerators: the demo itself must pass --gpu for it.
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    try:
+    dest = tmp_path / "demo-cache"
+    env["TCV_DEMO_DEST"] = str(dest)
+    leftovers_before = set(Path(tempfile.gettempdir()).glob("tcv-demo-cache.*"))
+    # The demo's image goes to a storage of this test's own: the user's own demo
+    # image (and anything else in their storage) is never touched.
+    with buildah_state.private_storage(tmp_path / "storage") as conf:
+        env["CONTAINERS_STORAGE_CONF"] = str(conf)
+        # A host without accelerators: the demo itself must pass --gpu for it.
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        dests = list(tmp_path.glob("tcv-demo-cache.*"))
-        assert len(dests) == 1
-        installed = {p.name for p in dests[0].iterdir() if p.is_dir()}
+        installed = {p.name for p in dest.iterdir() if p.is_dir()}
         assert installed == want
         for key in others:
             assert key in proc.stdout + proc.stderr  # reported as skipped, with its key
-    finally:
-        subprocess.run(["buildah", "rmi", "-f", DEMO_IMAGE], capture_output=True, check=False)
+        assert f"installed into {dest}" in proc.stderr
+        # Again: the same place, nothing new anywhere, the kernel already present.
+        again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "0 installed, 1 already present" in again.stdout
+    assert set(Path(tempfile.gettempdir()).glob("tcv-demo-cache.*")) == leftovers_before
+
+
+def test_demo_puts_tcv_on_path_for_a_new_login_shell():
+    """After the demo's set-up, a new login shell finds `tcv` (the README's Use
+    lines), and it is this checkout's."""
+    proc = subprocess.run(
+        ["bash", "-lc", "command -v tcv && tcv --version && command -v tcv-build"],
+        capture_output=True, text=True, env={"HOME": "/root", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    assert lines[0] == "/usr/local/bin/tcv"
+    # The test command's own set-up linked this checkout's venv.
+    assert Path(lines[0]).resolve() == (Path(sys.executable).parent / "tcv").resolve()
+    assert lines[-1] == "/usr/local/bin/tcv-build"

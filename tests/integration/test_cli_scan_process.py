@@ -23,9 +23,26 @@ FIXTURE = CACHES / "triton-3.9"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def _run(*argv: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = [*NOBODY, str(TCV), *argv] if as_nobody else [str(TCV), *argv]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TCV), *argv], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def as_nobody(user_install):
+    """Run the checkout's tcv as ``nobody`` (an install it can reach, wherever the
+    checkout is); say why when even that cannot run."""
+    probe = subprocess.run([*NOBODY, str(user_install.tcv), "--version"], capture_output=True,
+                           text=True)  # fmt: skip
+    assert probe.returncode == 0, (
+        f"nobody cannot run {user_install.tcv}, so the permission tests cannot run: "
+        f"{probe.stderr.strip()}"
+    )
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*NOBODY, str(user_install.tcv), *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    return run
 
 
 @pytest.fixture
@@ -60,10 +77,10 @@ def test_missing_dir_exits_3_with_one_line(tmp_path):
     assert "does not exist" in proc.stderr
 
 
-def test_unreadable_file_is_skipped_with_the_reason(shared_cache):
+def test_unreadable_file_is_skipped_with_the_reason(shared_cache, as_nobody):
     victim = next(shared_cache.iterdir())
     os.chmod(victim / next(p.name for p in victim.iterdir() if p.suffix == ".json"), 0)
-    proc = _run("scan", "--json", str(shared_cache), as_nobody=True)
+    proc = as_nobody("scan", "--json", str(shared_cache))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert victim.name not in [e["key"] for e in doc["entries"]]
@@ -73,9 +90,9 @@ def test_unreadable_file_is_skipped_with_the_reason(shared_cache):
     assert len(doc["entries"]) == len(list(FIXTURE.iterdir())) - 1
 
 
-def test_unreadable_root_exits_3_with_one_line(shared_cache):
+def test_unreadable_root_exits_3_with_one_line(shared_cache, as_nobody):
     os.chmod(shared_cache, 0o311)  # enterable, not listable
-    proc = _run("scan", str(shared_cache), as_nobody=True)
+    proc = as_nobody("scan", str(shared_cache))
     assert proc.returncode == 3, proc.stdout
     assert proc.stderr.count("\n") == 1
     assert "cannot list cache directory" in proc.stderr

@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from tests.harness import buildah_state
 pytestmark = [pytest.mark.integration, pytest.mark.rootless]
 
 USER = "tcvtest"
-TCV = Path(sys.executable).parent / "tcv"
 CLEAN = {"containers": [], "mounts": [], "staging": []}
 
 
@@ -50,15 +48,19 @@ def _has_subids(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def user() -> pwd.struct_passwd:
+def tcv_path(user_install) -> Path:
+    return user_install.tcv
+
+
+@pytest.fixture(scope="module")
+def user(tcv_path: Path) -> pwd.struct_passwd:
     pw = _ensure_user()
     assert _has_subids(USER), f"{USER} has no /etc/subuid and /etc/subgid ranges"
     probe = subprocess.run(
-        ["runuser", "-u", USER, "--", str(TCV), "--version"], capture_output=True, text=True
+        ["runuser", "-u", USER, "--", str(tcv_path), "--version"], capture_output=True, text=True
     )
     assert probe.returncode == 0, (
-        f"{TCV} is not usable by {USER} (is the venv under a non-traversable home?): "
-        f"{probe.stderr.strip()}"
+        f"{USER} cannot run {tcv_path}, so the rootless tests cannot run: {probe.stderr.strip()}"
     )
     return pw
 
@@ -102,7 +104,7 @@ def as_user(user: pwd.struct_passwd, *argv: str, env: dict[str, str]):
     "wrap",
     [pytest.param(["buildah", "unshare"], id="buildah-unshare"), pytest.param([], id="plain")],
 )
-def test_rootless_create(user, workdir, wrap):
+def test_rootless_create(user, workdir, wrap, tcv_path):
     ref = f"localhost/tcv-rootless/{'unshare' if wrap else 'plain'}:{uuid.uuid4().hex[:8]}"
     env = {"TCV_STAGING_ROOT": str(workdir / "staging")}
     ident = {"HOME": user.pw_dir}
@@ -111,7 +113,7 @@ def test_rootless_create(user, workdir, wrap):
         proc = as_user(
             user,
             *wrap,
-            str(TCV),
+            str(tcv_path),
             "-c",
             "-i",
             ref,
@@ -137,7 +139,7 @@ def test_rootless_create(user, workdir, wrap):
         as_user(user, "buildah", "rmi", "-f", ref, env={})
 
 
-def test_rootless_unreadable_file_is_one_line(user, workdir):
+def test_rootless_unreadable_file_is_one_line(user, workdir, tcv_path):
     """A kernel file the user cannot read: exit 2, one line, nothing left."""
     entry = next(p for p in sorted((workdir / "cache").iterdir()) if p.is_dir())
     secret = next(p for p in sorted(entry.iterdir()) if p.suffix == ".ptx" or p.suffix == ".hsaco")
@@ -148,7 +150,7 @@ def test_rootless_unreadable_file_is_one_line(user, workdir):
     try:
         proc = as_user(
             user,
-            str(TCV),
+            str(tcv_path),
             "-c",
             "-i",
             ref,
@@ -166,7 +168,7 @@ def test_rootless_unreadable_file_is_one_line(user, workdir):
         as_user(user, "buildah", "rmi", "-f", ref, env={})
 
 
-def test_rootless_create_after_root_used_the_shared_staging_root(user, workdir):
+def test_rootless_create_after_root_used_the_shared_staging_root(user, workdir, tcv_path):
     """The default /tmp/.tcv, made by root first, serves an unprivileged user too."""
     with staging.staging_dir():  # root makes (or repairs) the shared root
         pass
@@ -174,7 +176,7 @@ def test_rootless_create_after_root_used_the_shared_staging_root(user, workdir):
     mine = {p.name for p in shared.iterdir() if p.stat().st_uid == user.pw_uid}
     ref = f"localhost/tcv-rootless/shared-staging:{uuid.uuid4().hex[:8]}"
     try:
-        proc = as_user(user, str(TCV), "-c", "-i", ref, "-d", str(workdir / "cache"), env={})
+        proc = as_user(user, str(tcv_path), "-c", "-i", ref, "-d", str(workdir / "cache"), env={})
         assert proc.returncode == 0, proc.stderr
         # Its private run directory was made there and removed again.
         assert {p.name for p in shared.iterdir() if p.stat().st_uid == user.pw_uid} == mine

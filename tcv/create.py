@@ -111,9 +111,13 @@ def resolve_target(image: str, *, push: bool) -> CreateTarget:
             f"cannot create {image!r}: a digest names an existing image",
             "give a tag instead (REPOSITORY:TAG); the new digest is printed when done",
         )
-    return CreateTarget(
-        local=name, title=image_title(name), push_to=f"docker://{name}" if push else None
-    )
+    push_to = None
+    if push:
+        from tcv.names import resolve_image
+
+        # A short name goes where registries.conf sends it, or is refused naming why.
+        push_to = resolve_image(name, for_push=True).skopeo()
+    return CreateTarget(local=name, title=image_title(name), push_to=push_to)
 
 
 def scan_for_create(cache_dir: Path, *, include_launchers: bool = False) -> ScanResult:

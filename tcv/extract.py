@@ -26,7 +26,7 @@ from typing import Any
 from tcv import skopeo
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError
 from tcv.gpu.model import HostGpus
-from tcv.imageref import ImageRef, parse_image_ref
+from tcv.imageref import ImageRef
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
 from tcv.progress import DirWatcher, Progress
@@ -474,6 +474,8 @@ def extract_image(
 def image_entries(ref_text: str, registry_options: RegistryOptions) -> list[KernelEntry]:
     """The kernel entries of an image, for ``tcv check -i``: the image is pulled
     and verified in staging (the manifest lives in the layer), then removed."""
-    ref = parse_image_ref(ref_text)
+    from tcv.names import resolve_image
+
+    ref = resolve_image(ref_text)
     with staging_dir("check-") as stage:
         return fetch_image(ref, registry_options, stage).entries

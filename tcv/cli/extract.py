@@ -9,7 +9,7 @@ from typing import Any
 from tcv.cli.base import sigterm_as_interrupt
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_OK, UsageError
 from tcv.extract import ExtractReport, extract_image
-from tcv.imageref import parse_image_ref
+from tcv.names import resolve_image
 from tcv.output import render_json, render_table
 
 
@@ -28,7 +28,7 @@ def run_extract(app: Any) -> int:
         raise UsageError("--max-size must be a positive number of bytes")
     if app.no_gpu_check and app.gpu_specs:
         raise UsageError("--no-gpu-check and --gpu contradict each other", "pass only one")
-    ref = parse_image_ref(app.image)
+    ref = resolve_image(app.image)
     dest = Path(app.directory).expanduser() if app.directory else default_cache_dir(os.environ)
     # Group files name absolute paths: a relative DEST would make every kernel miss
     # as soon as Triton runs from another directory.

@@ -21,10 +21,10 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
 
     def main(self, image: str) -> int:
         from tcv.extract import inspect_image
-        from tcv.imageref import parse_image_ref
+        from tcv.names import resolve_image
         from tcv.output import render_json
 
-        desc = inspect_image(parse_image_ref(image), self.registry_options())
+        desc = inspect_image(resolve_image(image), self.registry_options())
         if self.json:
             print(render_json(desc.to_json()))
         else:

@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import sh
 from tests.harness.podman import CONTAINERS_CONF, hook_pids, tree_digest
 from tests.harness.userinstall import UserInstall
 
-pytestmark = [pytest.mark.e2e, pytest.mark.rootless]
+pytestmark = [pytest.mark.e2e, pytest.mark.rootless, pytest.mark.otheruser]
 
 USER = "tcvtest"
 
@@ -65,9 +66,14 @@ def user(user_install) -> Iterator[User]:
     work = Path(tempfile.mkdtemp(prefix="tcv-rootless-"))
     os.chmod(work, 0o755)
     u = User(work, user_install)
-    probe = sh.runuser("-u", USER, "--", str(user_install.tcv), "--version", _ok_code=range(256))
-    assert probe.exit_code == 0, (
-        f"{USER} cannot run {user_install.tcv}, so the rootless tests cannot run: {probe.stderr!r}"
+    probe = subprocess.run(
+        ["runuser", "-u", USER, "--", str(user_install.tcv), "--version"],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode == 0, (
+        f"{USER} cannot run {user_install.tcv}, so the rootless tests cannot run: "
+        f"{probe.stderr.strip()}"
     )
     try:
         yield u

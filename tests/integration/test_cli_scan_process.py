@@ -77,6 +77,7 @@ def test_missing_dir_exits_3_with_one_line(tmp_path):
     assert "does not exist" in proc.stderr
 
 
+@pytest.mark.otheruser
 def test_unreadable_file_is_skipped_with_the_reason(shared_cache, as_nobody):
     victim = next(shared_cache.iterdir())
     os.chmod(victim / next(p.name for p in victim.iterdir() if p.suffix == ".json"), 0)
@@ -90,6 +91,7 @@ def test_unreadable_file_is_skipped_with_the_reason(shared_cache, as_nobody):
     assert len(doc["entries"]) == len(list(FIXTURE.iterdir())) - 1
 
 
+@pytest.mark.otheruser
 def test_unreadable_root_exits_3_with_one_line(shared_cache, as_nobody):
     os.chmod(shared_cache, 0o311)  # enterable, not listable
     proc = as_nobody("scan", str(shared_cache))

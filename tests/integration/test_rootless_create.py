@@ -24,7 +24,7 @@ import pytest
 from tcv import staging
 from tests.harness import buildah_state
 
-pytestmark = [pytest.mark.integration, pytest.mark.rootless]
+pytestmark = [pytest.mark.integration, pytest.mark.rootless, pytest.mark.otheruser]
 
 USER = "tcvtest"
 CLEAN = {"containers": [], "mounts": [], "staging": []}

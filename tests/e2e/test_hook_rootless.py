@@ -100,7 +100,12 @@ def test_rootless_container_gets_its_kernels(user, caches_dir):
            "--annotation", f"cache.triton.image/inject={cache_image}"]  # fmt: skip
     try:
         user("buildah", "unshare", "sh", "-c", script)
-        user.tcv("-c", "-i", cache_image, "-d", str(caches_dir / "triton-3.9"))
+        # A copy the user can read, wherever this checkout is (e.g. under /root).
+        cache = user.work / "cache"
+        shutil.copytree(caches_dir / "triton-3.9", cache)
+        for p in [cache, *cache.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        user.tcv("-c", "-i", cache_image, "-d", str(cache))
         user.tcv("hook", "install", "--hooks-dir", str(hooks), "--gpu", "cuda:90",
                  "--store", str(store), "--pull", "never")  # fmt: skip
         cfg = json.loads((hooks / "tcv.json").read_text())

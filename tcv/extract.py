@@ -155,6 +155,9 @@ def preflight(
             "this host has no GPU that TCV can see, so no kernel can fit it",
             NO_GPU_HINT,
         )
+    from tcv.trust import refuse_if_rejected
+
+    refuse_if_rejected(ref, opts.signature_policy)
     desc = inspect_image(ref, opts, timeout=timeout)
     if not any(name.startswith(LABEL_PREFIX) for name in desc.labels):
         refuse_application_image(ref, opts, timeout=timeout)

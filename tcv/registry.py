@@ -14,6 +14,11 @@ class RegistryOptions:
     creds: str | None = None
     cert_dir: str | None = None  # CA certificates (*.crt) and client keys, as skopeo takes
     retry_times: int | None = None  # None: the tool's default
+    signature_policy: str | None = None  # policy.json; None: the containers default
+
+    def global_args(self) -> list[str]:
+        """skopeo's switches before the sub-command (the trust policy)."""
+        return ["--policy", self.signature_policy] if self.signature_policy else []
 
     def args(self) -> list[str]:
         """Switches understood alike by ``buildah push`` and ``skopeo inspect``

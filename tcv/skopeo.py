@@ -129,6 +129,7 @@ def copy_to_dir(
     against its digest while copying."""
     argv = [
         "skopeo",
+        *opts.global_args(),
         "copy",
         "--quiet",
         *([*opts.copy_args("src"), *opts.skopeo_retry_args()] if ref.is_registry else []),
@@ -141,6 +142,15 @@ def copy_to_dir(
         if err.returncode is None:
             raise
         message = skopeo_message(err.stderr_tail or err.message)
+        from tcv.trust import TrustError, is_trust_failure
+
+        if is_trust_failure(message):
+            where = opts.signature_policy or "the containers policy (policy.json)"
+            raise TrustError(
+                f"{ref} is not trusted by {where}: {message}",
+                "pull only images signed by a key the policy names, or change the policy's "
+                "scope for this repository (containers-policy.json(5))",
+            ) from None
         kind = access_failure(message).kind
         if kind == MISSING or (ref.is_registry and kind != OTHER):
             raise access_error(err, ref) from None

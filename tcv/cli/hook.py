@@ -93,6 +93,15 @@ class _HookConfigOptions(cli.Application):
         help="keep the store under SIZE (e.g. 20G): after a start, the least recently "
         "used images and views no running container uses are removed (TCV_HOOK_STORE_MAX)",
     )
+    signature_policy = cli.SwitchAttr(
+        ["--signature-policy"],
+        cli.ExistingFile,
+        default=None,
+        argname="FILE",
+        help="the trust policy (policy.json) the hook's image copies must satisfy, "
+        "containers-storage: sources included (TCV_HOOK_SIGNATURE_POLICY; default the "
+        "containers policy)",
+    )
     timeout = cli.SwitchAttr(
         ["--timeout"],
         cli.Range(1, 3600),
@@ -138,6 +147,9 @@ class _HookConfigOptions(cli.Application):
             tls_verify=None if self.tls_verify is None else self.tls_verify.lower() == "true",
             timeout=self.timeout,
             store_max=self.store_max,
+            signature_policy=(
+                os.path.abspath(self.signature_policy) if self.signature_policy else None
+            ),
             extra=None if os.geteuid() == 0 else hooksjson.rootless_env(os.getuid(), os.environ),
         )
         config = hooksjson.render_hook_config(

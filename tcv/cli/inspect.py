@@ -14,7 +14,10 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
 
     IMAGE is a registry reference (docker://, the default), containers-storage:NAME,
     oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE. Exit status 5 when the
-    image cannot be found or the registry cannot be reached."""
+    image cannot be found or the registry cannot be reached, 1 when the signature
+    policy (--signature-policy FILE, else policy.json) rejects it. inspect verifies no
+    signature itself (it reads no more than the manifest and config): it says when
+    the policy will require one on the pull."""
 
     PROGNAME = "tcv inspect"
     USAGE = "    tcv inspect IMAGE [--json] [--tls-verify=false] [--authfile FILE]\n"
@@ -23,12 +26,23 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
         from tcv.extract import inspect_image
         from tcv.names import resolve_image
         from tcv.output import render_json
+        from tcv.trust import SIGNED, refuse_if_rejected
 
-        desc = inspect_image(resolve_image(image), self.registry_options())
+        ref = resolve_image(image)
+        opts = self.registry_options()
+        trust = refuse_if_rejected(ref, opts.signature_policy)
+        desc = inspect_image(ref, opts)
+        # inspect reads labels only: a required signature is verified on the pull.
+        note = "required by the policy; verified when the kernels are pulled"
         if self.json:
-            print(render_json(desc.to_json()))
+            doc = desc.to_json()
+            if trust == SIGNED:
+                doc["signature"] = note
+            print(render_json(doc))
         else:
             print(render_description(desc))
+            if trust == SIGNED:
+                print(f"signature: {note} (tcv -e)")
         return EXIT_OK
 
 

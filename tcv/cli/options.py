@@ -94,6 +94,16 @@ class RegistrySwitches:
         help="retry a failed registry request up to N times (default: the tool's own)",
     )
 
+    signature_policy = cli.SwitchAttr(
+        ["--signature-policy"],
+        cli.ExistingFile,
+        default=None,
+        argname="FILE",
+        help="the containers trust policy (policy.json) images must satisfy; skopeo "
+        "verifies signatures on the pull (default: ~/.config/containers/policy.json for "
+        "a user, else /etc/containers/policy.json)",
+    )
+
     def registry_options(self) -> RegistryOptions:
         return registry_options(
             self.tls_verify,
@@ -101,6 +111,7 @@ class RegistrySwitches:
             ask_password(self.creds),
             cert_dir=self.cert_dir,
             retry_times=self.retry_times,
+            signature_policy=self.signature_policy,
         )
 
 
@@ -130,6 +141,7 @@ def registry_options(
     *,
     cert_dir: object = None,
     retry_times: int | None = None,
+    signature_policy: object = None,
 ) -> RegistryOptions:
     """The registry switches as :class:`RegistryOptions` (``--tls-verify`` is a
     "true"/"false" string on the command line)."""
@@ -140,4 +152,5 @@ def registry_options(
         creds=creds or None,
         cert_dir=str(cert_dir) if cert_dir else None,
         retry_times=retry_times,
+        signature_policy=str(signature_policy) if signature_policy else None,
     )

@@ -72,6 +72,7 @@ def hook_env(
     tls_verify: bool | None = None,
     timeout: int = DEFAULT_TIMEOUT,
     store_max: str | None = None,
+    signature_policy: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The hook's environment: only what was asked for, plus PATH and the time bound."""
@@ -90,6 +91,8 @@ def hook_env(
         env["TCV_HOOK_TLS_VERIFY"] = "true" if tls_verify else "false"
     if store_max:
         env["TCV_HOOK_STORE_MAX"] = store_max
+    if signature_policy:
+        env["TCV_HOOK_SIGNATURE_POLICY"] = signature_policy
     return env
 
 

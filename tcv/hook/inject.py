@@ -125,6 +125,7 @@ def registry_options(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
     return RegistryOptions(
         tls_verify=env.get("TCV_HOOK_TLS_VERIFY", "true").lower() != "false",
         authfile=env.get("TCV_HOOK_AUTHFILE") or None,
+        signature_policy=env.get("TCV_HOOK_SIGNATURE_POLICY") or None,
     )
 
 

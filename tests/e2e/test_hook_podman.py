@@ -640,3 +640,27 @@ def test_store_cap_keeps_the_view_in_use_and_drops_the_rest(setup, expected, tmp
         # The view of this start was in use when the cap was enforced: kept; the other gone.
         assert [v["container_path"] for v in views] == [path]
     assert "store over 1: removed" in setup.log_text()
+
+
+def test_a_reject_policy_fails_a_strict_start_in_one_line(setup, tmp_path):
+    """The hook honours the signature policy for containers-storage: sources too:
+    a scope that rejects the cache image fails a strict start with one line, and
+    a default start goes on without kernels."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"containers-storage": {"": [{"type": "reject"}]}},
+    }))  # fmt: skip
+    hooks = tmp_path / "hooks.d"
+    install_hook(hooks, "--gpu", GPU, "--store", str(tmp_path / "store"), "--log",
+                 str(setup.log), "--pull", "never", "--signature-policy", str(policy))  # fmt: skip
+    pod = Podman(conf=setup.pod.conf, hooks_dir=hooks)
+    strict = {**_inject(setup), "cache.triton.image/inject-policy": "strict"}
+    res = pod.run(setup.busybox, ["echo", "started"], annotations=strict)
+    assert res.exit_code != 0 and "started" not in res.stdout
+    hook_lines = [ln for ln in res.stderr.splitlines() if "tcv-hook:" in ln]
+    assert len(hook_lines) == 1 and "rejects" in hook_lines[0], res.stderr
+    res = pod.run(setup.busybox, ["sh", "-c", "ls /tc 2>/dev/null; echo started"],
+                  annotations=_inject(setup), env={"TRITON_CACHE_DIR": "/tc"})  # fmt: skip
+    assert res.exit_code == 0 and res.stdout.split() == ["started"], res.stderr
+    assert setup.last_line(setup.cache_image).endswith("(fail-open)")

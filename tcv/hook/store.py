@@ -256,6 +256,25 @@ class Resolved:
     local: bool
 
 
+def guard_private(path: Path) -> None:
+    """The store's directories hold code that containers run: they must be real
+    directories of this user, writable by nobody else. A directory of ours that
+    is group- or world-writable (made before, by hand) is tightened; one that is
+    a link or belongs to another user is refused."""
+    st = os.lstat(path)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise HookError(f"the store path {path} is not a directory (a link?)")
+    if st.st_uid != os.geteuid():
+        raise HookError(
+            f"the store directory {path} belongs to uid {st.st_uid}, not to this user",
+            "give the hook a store of its own (tcv hook install --store DIR)",
+        )
+    if st.st_mode & 0o022:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -267,6 +286,7 @@ class Store:
     def _ensure(self) -> None:
         for sub in (self.root, self.images, self.root / "locks", self.root / "tmp"):
             sub.mkdir(mode=0o700, parents=True, exist_ok=True)
+            guard_private(sub)
 
     def get(self, digest: str) -> StoredImage | None:
         """The stored image with this digest, or None when it has not been filled."""

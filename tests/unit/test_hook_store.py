@@ -265,3 +265,26 @@ def test_verdict_kept_and_read_back(tmp_path):
     (path,) = (image / st.VERDICTS).iterdir()
     path.write_text("{")
     assert store.verdict(D1, host) is None
+
+
+def test_the_store_is_writable_by_nobody_else(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir(mode=0o777)
+    os.chmod(root, 0o777)  # made by hand, world-writable
+    store = st.Store(root)
+    store._ensure()
+    for sub in (root, root / "images", root / "locks", root / "tmp"):
+        assert os.stat(sub).st_mode & 0o022 == 0, sub
+
+
+def test_a_store_that_is_a_link_or_someone_elses_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(HookError, match="not a directory"):
+        st.Store(tmp_path / "link")._ensure()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(HookError, match="belongs to uid 65534"):
+        st.Store(theirs)._ensure()

@@ -327,17 +327,17 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     seen: set[str] = set()
     for entry in entries:
         key = entry.key
-        if key not in dirs and entry.hash:
+        if key not in dirs and key not in unpacked.bad and entry.hash:
             key = next((k for k in key_candidates(entry.hash) if k in dirs), key)
+        if key in unpacked.bad and key not in seen:
+            seen.add(key)
+            skipped.append((key, unpacked.bad[key]))
+            continue
         if key not in dirs:
             skipped.append((entry.key, "listed in the image manifest but not in its layers"))
             continue
         if key in seen:
             raise ManifestError(f"the image manifest lists kernel {key} twice")
-        if key in unpacked.bad:
-            seen.add(key)
-            skipped.append((key, unpacked.bad[key]))
-            continue
         _verify(key, entry, unpacked.files, per_dir.get(key, 0))
         seen.add(key)
         if key != entry.key:

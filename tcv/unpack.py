@@ -70,7 +70,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 # What is not the cache (the manifest) gets its own allowance: a 10,000-kernel
 # manifest is a few MB.
-DEFAULT_OTHER_LIMIT = 256 * 1024 * 1024
+DEFAULT_OTHER_LIMIT = 64 << 20
 _CHUNK = 1 << 20
 _BIG_FILE = 1 << 20  # larger files stream to disk on the parsing thread
 _BATCH_BYTES = 2 << 20

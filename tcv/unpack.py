@@ -75,12 +75,14 @@ _CHUNK = 1 << 20
 _BIG_FILE = 1 << 20  # larger files stream to disk on the parsing thread
 _BATCH_BYTES = 2 << 20
 _BLOCK = 512
+_ZERO_BLOCK = b"\0" * _BLOCK
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _WRITERS = 1
 _BATCH = 64
 # Bounds on what a layer may make TCV hold or do, before its sizes are trusted.
-MAX_MEMBERS = 2_000_000  # a 10,000-kernel image has about 90,000
+MAX_MEMBERS = 1_000_000  # a 10,000-kernel image has about 90,000
+MAX_CACHE_FILES = 250_000  # files in the cache tree: each costs a create
 MAX_NAME = 4096  # bytes, PATH_MAX
 MAX_COMPONENT = 255  # bytes, NAME_MAX
 MAX_DEPTH = 16  # components of a name in the two trees (SPEC §3 needs 3)
@@ -244,6 +246,8 @@ def _check_text(text: str, what: str) -> None:
     PATH_MAX, no component longer than NAME_MAX."""
     if "\0" in text:
         raise UnsafeLayerError(f"the layer has a {what} with a NUL byte: {_short(text)!r}")
+    if len(text) <= MAX_COMPONENT and text.isascii():
+        return  # the usual case: short enough whatever its components
     raw = text.encode("utf-8", "surrogateescape")
     if len(raw) > MAX_NAME:
         raise UnsafeLayerError(
@@ -428,7 +432,7 @@ def read_headers(stream: _Stream) -> Iterator[Header]:
             return  # a stream without the end-of-archive blocks; accept it
         if len(block) < _BLOCK:
             raise ExtractError("the layer ends in the middle of a tar header")
-        if block == b"\0" * _BLOCK:
+        if block == _ZERO_BLOCK:
             zero_blocks += 1
             if zero_blocks == 2:
                 return
@@ -732,6 +736,11 @@ class _Unpacker:
 
     def _regular(self, stream: _Stream, h: Header, name: str) -> None:
         size = h.size
+        if len(self.result.files) >= MAX_CACHE_FILES and name.startswith(_CACHE_PREFIX):
+            raise UnsafeLayerError(
+                f"the image's cache tree holds more than {MAX_CACHE_FILES} files: "
+                "not a Triton cache (a 10,000-kernel cache has about 80,000)"
+            )
         self._count(name, size)
         mode = 0o755 if h.mode & 0o111 else 0o644
         hashed = name.startswith(_CACHE_PREFIX)

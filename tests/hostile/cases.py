@@ -714,3 +714,14 @@ def _(ctx: Ctx) -> str:
     junk = b"".join(c.header(f"junk/{i}") for i in range(100_000))
     body = c.tar_of([*k.members(), *k.manifest_members()])
     return raw_image(ctx, h.compress(junk + body + c.end(), h.OCI_GZIP), labels=k.labels())
+
+
+@case(
+    "too-many-entries",
+    Refuse("more than 1000000 entries"),
+    "a million and one empty entries outside the trees",
+)
+def _(ctx: Ctx) -> str:
+    k = Kernels.honest(bad_from=None)
+    junk = c.many_headers("junk/f", 1_000_001)
+    return raw_image(ctx, c.gzip_stream([c.tar_of(k.members()), junk, c.end()]), labels=k.labels())

@@ -254,3 +254,19 @@ def oci_image(
     }
     (dest / "index.json").write_text(json.dumps(index))
     return f"oci:{dest}:t"
+
+
+def many_headers(prefix: str, count: int) -> bytes:
+    """``count`` empty regular-file headers ``<prefix>NNNNNNN``, quickly: one
+    template, the name digits and checksum patched per entry."""
+    template = bytearray(header(f"{prefix}{0:07d}"))
+    start = len(prefix)
+    template[148:156] = b" " * 8
+    base = sum(template) - sum(template[start : start + 7])
+    out = bytearray()
+    for i in range(count):
+        digits = b"%07d" % i
+        template[start : start + 7] = digits
+        template[148:156] = b"%06o\0 " % (base + sum(digits))
+        out += template
+    return bytes(out)

@@ -213,7 +213,7 @@ def test_a_gzip_bomb_outside_the_trees_is_refused_in_bounded_memory(tmp_path, ar
     root, _ = area
     info = tarfile.TarInfo("elsewhere/zeros")
     info.size = 600 << 20
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
     parts = [comp.compress(info.tobuf(tarfile.USTAR_FORMAT))]
     zeros = b"\0" * (1 << 20)
     parts += [comp.compress(zeros) for _ in range(600)]
@@ -393,3 +393,23 @@ def test_limit_is_on_what_the_layers_unpack_to(tmp_path, area):
     result = unpack_layers([first, second], root, max_bytes=600)
     assert result.cache_bytes == 600
     assert (root / C / "K" / "a").read_bytes() == b"y" * 600
+
+
+def test_the_count_of_cache_files_is_bounded(tmp_path, area, monkeypatch):
+    from tcv import unpack
+
+    root, _ = area
+    monkeypatch.setattr(unpack, "MAX_CACHE_FILES", 3)
+    members = [*honest(), h.reg(f"{C}/K1/a"), h.reg(f"{C}/K1/b")]
+    with pytest.raises(UnsafeLayerError, match="more than 3 files"):
+        unpack_layers([layer_file(tmp_path, members)], root)
+
+
+def test_the_count_of_entries_is_bounded(tmp_path, area, monkeypatch):
+    from tcv import unpack
+
+    root, _ = area
+    monkeypatch.setattr(unpack, "MAX_MEMBERS", 5)
+    members = [*honest(), *(h.reg(f"junk/{i}") for i in range(5))]
+    with pytest.raises(UnsafeLayerError, match="more than 5 entries"):
+        unpack_layers([layer_file(tmp_path, members)], root)

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from tcv import jsonbound, skopeo
-from tcv.errors import ExtractError, IncompatibleError
+from tcv.errors import ExtractError, IncompatibleError, TcvError
 from tcv.gpu.model import HostGpus
 from tcv.imageref import ImageRef, parse_image_ref
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
 from tcv.progress import DirWatcher, Progress
+from tcv.pullguard import PullGuard, pull_cap
 from tcv.registry import RegistryOptions
 from tcv.staging import staging_dir
 from tcv.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
@@ -214,8 +215,22 @@ def fetch_image(
     root = into / "root"
     root.mkdir(mode=0o700)
     progress.start("pull")
-    with DirWatcher(layout, progress):
-        skopeo.copy_to_dir(ref.pinned(desc.digest if desc else ""), opts, layout, timeout=timeout)
+    bound = max_size if max_size is not None else (desc.cache_size if desc else None)
+    cap = pull_cap(bound)
+    with DirWatcher(layout, progress), PullGuard(layout, cap) as guard:
+        try:
+            skopeo.copy_to_dir(
+                ref.pinned(desc.digest if desc else ""), opts, layout, timeout=timeout
+            )
+        except TcvError:
+            if not guard.tripped:
+                raise
+    if guard.tripped:
+        raise ExtractError(
+            f"the registry sent more than {cap} bytes for {ref}, far more than the image "
+            "says it holds",
+            "raise --max-size if the image is trusted and really that large",
+        )
     progress.finish()
     raw, manifest = skopeo.read_dir_manifest(layout)
     digest = desc.digest if desc and desc.digest else skopeo.manifest_digest(raw)

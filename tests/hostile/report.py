@@ -1,6 +1,6 @@
 """The results table of docs/security.md from a ``TCV_HOSTILE_RESULTS`` file.
 
-    python -m tests.hostile.report RESULTS.json
+python -m tests.hostile.report RESULTS.json
 """
 
 from __future__ import annotations

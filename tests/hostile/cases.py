@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv.manifest import LABEL_CACHE_SIZE, LABEL_SUMMARY
+from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
 from tests.harness import hostile as h
 from tests.hostile import craft as c
 from tests.hostile.craft import BAD, GOOD, MIB, Blob, C, Kernels, M
@@ -725,3 +726,43 @@ def _(ctx: Ctx) -> str:
     k = Kernels.honest(bad_from=None)
     junk = c.many_headers("junk/f", 1_000_001)
     return raw_image(ctx, c.gzip_stream([c.tar_of(k.members()), junk, c.end()]), labels=k.labels())
+
+
+@case("no-layers", Refuse("lists no layers"), "an image manifest with no layer at all")
+def _(ctx: Ctx) -> str:
+    return c.oci_image(ctx.work / "oci", [], Kernels.honest().labels())
+
+
+@case(
+    "entry-count-absurd",
+    Install(),
+    "an entry-count label of 10^15 (not believed, never used to size anything)",
+)
+def _(ctx: Ctx) -> str:
+    k = Kernels.honest(bad_from=None)
+    return image(ctx, k, labels={**k.labels(), LABEL_ENTRY_COUNT: "1" + "0" * 15})
+
+
+@case(
+    "key-named-like-tcv-files",
+    Install(skipped={".tcv.lock": "not a Triton cache key", "tmp.pid_1_ab": "leftover"}),
+    "kernel directories named .tcv.lock and tmp.pid_1_ab (TCV's own names in DEST)",
+)
+def _(ctx: Ctx) -> str:
+    k = Kernels.honest()
+    k.dirs[".tcv.lock"] = k.dirs.pop(BAD)
+    k.like[".tcv.lock"] = GOOD[1]
+    k.dirs["tmp.pid_1_ab"] = dict(k.dirs[".tcv.lock"])
+    k.like["tmp.pid_1_ab"] = GOOD[1]
+    return image(ctx, k, with_manifest=False)
+
+
+@case(
+    "gzip-trailing-garbage",
+    Install(),
+    "4 MiB of noise after the end of the tar inside the gzip stream (never read)",
+)
+def _(ctx: Ctx) -> str:
+    k = Kernels.honest(bad_from=None)
+    body = c.tar_of([*k.members(), *k.manifest_members()]) + c.end()
+    return raw_image(ctx, c.gzip_stream([body, os.urandom(4 * MIB)]), labels=k.labels())

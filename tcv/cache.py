@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcv import jsonbound
 from tcv.errors import TcvError, UsageError
 from tcv.kernel import FileInfo, KernelEntry
 from tcv.metadata import (
@@ -286,9 +286,11 @@ def _read_entry(
             f"metadata {meta_name} is implausibly large ({infos[meta_name].size} bytes)"
         )
     try:
-        meta = json.loads(heads.get(meta_name, b""))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise NotAKernelError(f"metadata {meta_name} is not valid JSON ({err})") from None
+        meta = jsonbound.loads(
+            heads.get(meta_name, b""), f"metadata {meta_name}", max_bytes=_META_MAX
+        )
+    except jsonbound.JsonBoundError as err:
+        raise NotAKernelError(err.message) from None
     ptx = heads.get(f"{stem}.ptx")
     try:
         md = parse_metadata(meta, name=stem, ptx=ptx, amdgcn=heads.get(f"{stem}.amdgcn"))

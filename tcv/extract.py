@@ -14,22 +14,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv import skopeo
-from tcv.errors import ExtractError, IncompatibleError, NotACacheError
+from tcv import jsonbound, skopeo
+from tcv.errors import ExtractError, IncompatibleError, NotACacheError, TcvError
 from tcv.gpu.model import HostGpus
 from tcv.imageref import ImageRef
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
 from tcv.progress import DirWatcher, Progress
+from tcv.pullguard import PullGuard, pull_cap
 from tcv.registry import RegistryOptions
 from tcv.staging import staging_dir
 from tcv.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
@@ -37,7 +38,10 @@ from tcv.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = f"{MANIFEST_TREE}/manifest.json"
-_MANIFEST_MAX = 256 * 1024 * 1024
+# A 10,000-kernel manifest is about 15 MB; parsing takes some 8x its size.
+MANIFEST_MAX = 64 << 20
+LABEL_MAX = 1 << 20  # the summary label; registries cap a whole config at 4 MiB
+SIZE_MAX = 1 << 50  # a size or count label beyond this is not believed
 
 NO_GPU_HINT = (
     "name the GPU to extract for with --gpu SPEC (e.g. --gpu cuda:90) or TCV_GPUS, "
@@ -80,11 +84,12 @@ class ImageDescription:
 
 
 def _int_label(labels: Mapping[str, str], name: str) -> int | None:
+    """A count or size label; None when absent or not a plausible number."""
     value = labels.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 16:
         return None
+    number = int(value)
+    return number if number <= SIZE_MAX else None
 
 
 def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDescription:
@@ -97,10 +102,10 @@ def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDesc
     targets: list[Target] | None = None
     if text:
         try:
-            decoded = json.loads(text)
+            decoded = jsonbound.loads(text, "the summary label", max_bytes=LABEL_MAX)
             targets = parse_summary(text)
             summary = decoded if isinstance(decoded, dict) else {"targets": decoded}
-        except (ValueError, ManifestError) as err:
+        except (jsonbound.JsonBoundError, ManifestError) as err:
             log.warning("ignoring the unreadable summary label of %s: %s", ref, err)
     return ImageDescription(ref, digest, dict(labels), summary, targets)
 
@@ -248,17 +253,33 @@ def fetch_image(
     root = into / "root"
     root.mkdir(mode=0o700)
     progress.start("pull")
-    with DirWatcher(layout, progress):
-        skopeo.copy_to_dir(ref.pinned(desc.digest), opts, layout, timeout=timeout)
+    bound = max_size if max_size is not None else desc.cache_size
+    cap = pull_cap(bound)
+    with DirWatcher(layout, progress), PullGuard(layout, cap) as guard:
+        try:
+            skopeo.copy_to_dir(ref.pinned(desc.digest), opts, layout, timeout=timeout)
+        except TcvError:
+            if not guard.tripped:
+                raise
+    if guard.tripped:
+        raise ExtractError(
+            f"the registry sent more than {cap} bytes for {ref}, far more than the image "
+            "says it holds",
+            "raise --max-size if the image is trusted and really that large",
+        )
     progress.finish()
     raw, manifest = skopeo.read_dir_manifest(layout)
     digest = desc.digest or skopeo.manifest_digest(raw)
     labels = desc.labels
     layers = _layers(layout, manifest)
     blob_bytes = sum(p.stat().st_size for p, _ in layers)
-    limit = max_size if max_size is not None else desc.cache_size
+    # The label may lower the bound, never raise it past what an honest image
+    # compresses to; only the operator's --max-size can.
+    limit = max_size
     if limit is None:
         limit = unlabelled_limit(blob_bytes)
+        if desc.cache_size is not None:
+            limit = min(limit, desc.cache_size)
     progress.start("unpack", blob_bytes)
     unpacked = unpack_layers(layers, root, max_bytes=limit, progress=progress.update)
     progress.finish()
@@ -303,25 +324,32 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     from tcv.manifest import ManifestError, parse_manifest
 
     cache_root = unpacked.cache_root
-    if not cache_root.is_dir():
+    if not _real_dir(cache_root):
         raise ExtractError(
             f"the image has no {CACHE_TREE}/ directory: it is not a Triton cache image",
             "check the image name; cache images are made with tcv -c",
         )
     manifest_path = unpacked.root / MANIFEST_FILE
     entries: list[KernelEntry] = []
-    if manifest_path.is_file() and not manifest_path.is_symlink():
-        if manifest_path.stat().st_size > _MANIFEST_MAX:
-            raise ExtractError("the image's manifest.json is implausibly large")
+    if _real_file(manifest_path):
+        if manifest_path.stat().st_size > MANIFEST_MAX:
+            raise ExtractError(
+                f"the image's manifest.json is implausibly large (more than {MANIFEST_MAX} bytes)"
+            )
         try:
-            entries = parse_manifest(json.loads(manifest_path.read_bytes()))
-        except ValueError as err:
-            if isinstance(err, ManifestError):
-                raise
-            raise ExtractError(f"the image's manifest.json is not valid JSON: {err}") from None
+            doc = jsonbound.loads(
+                manifest_path.read_bytes(), "the image's manifest.json", max_bytes=MANIFEST_MAX
+            )
+        except jsonbound.JsonBoundError as err:
+            raise ExtractError(
+                err.message, "the image is damaged: rebuild it with tcv -c"
+            ) from None
+        entries = parse_manifest(doc)
     if not entries or not all(e.files for e in entries):
         scan = scan_cache(cache_root)
-        return list(scan.entries), [(s.path, s.reason) for s in scan.skipped]
+        return _checked(
+            cache_root, unpacked, list(scan.entries), [(s.path, s.reason) for s in scan.skipped]
+        )
 
     dirs = {d.name for d in os.scandir(cache_root) if d.is_dir(follow_symlinks=False)}
     per_dir: dict[str, int] = {}
@@ -333,11 +361,17 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     seen: set[str] = set()
     for entry in entries:
         key = entry.key
-        if key not in dirs and entry.hash:
+        if key not in dirs and key not in unpacked.bad and entry.hash:
             key = next((k for k in key_candidates(entry.hash) if k in dirs), key)
+        if key in unpacked.bad and key not in seen:
+            seen.add(key)
+            skipped.append((key, unpacked.bad[key]))
+            continue
         if key not in dirs:
             skipped.append((entry.key, "listed in the image manifest but not in its layers"))
             continue
+        if key in seen:
+            raise ManifestError(f"the image manifest lists kernel {key} twice")
         _verify(key, entry, unpacked.files, per_dir.get(key, 0))
         seen.add(key)
         if key != entry.key:
@@ -347,7 +381,42 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
         kernels.append(entry)
     for key in sorted(dirs - seen):
         skipped.append((key, "not listed in the image manifest"))
-    return kernels, skipped
+    return _checked(cache_root, unpacked, kernels, skipped)
+
+
+def _checked(
+    cache_root: Path,
+    unpacked: UnpackResult,
+    entries: list[KernelEntry],
+    skipped: list[tuple[str, str]],
+) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
+    """``entries`` without the kernels that are unsafe to install, which join
+    ``skipped`` with the reason (:mod:`tcv.kernelcheck`, links in the layer)."""
+    from tcv.kernelcheck import kernel_problem
+
+    kept: list[KernelEntry] = []
+    for entry in entries:
+        reason = unpacked.bad.get(entry.key) or kernel_problem(cache_root / entry.key)
+        if reason is None:
+            kept.append(entry)
+        elif not any(k == entry.key for k, _ in skipped):
+            skipped.append((entry.key, reason))
+    return kept, skipped
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _real_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _verify(key: str, entry: KernelEntry, files: Mapping[str, bytes], present: int) -> None:

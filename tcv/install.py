@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcv import jsonbound
 from tcv.cache import INSTALL_LOCK_NAME
 from tcv.errors import ExtractError
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = INSTALL_LOCK_NAME
 GROUP_PREFIX = "__grp__"
+_GROUP_MAX = 1 << 20
 
 # Triton keys: md5/sha256 hex, urlsafe base64 or base32 of sha256 (SPEC §4).
 # Anything else (a "/", "..", a dot-name) never becomes a path in DEST.
@@ -127,6 +129,7 @@ def install_kernels(
     installer = _Installer(source_root, dfd, root_for_groups, force, owner, link, move)
     try:
         with dest_lock(dfd, owner):
+            sweep_temporaries(dfd)
             for key in keys:
                 try:
                     outcome = installer.one(key)
@@ -243,8 +246,8 @@ class _Installer:
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
             with os.fdopen(fd, "rb") as f:
-                data = json.loads(f.read())
-        except (OSError, ValueError):
+                data = jsonbound.loads(f.read(_GROUP_MAX + 1), "group file", max_bytes=_GROUP_MAX)
+        except (OSError, jsonbound.JsonBoundError):
             return None
         moved = relocate_group(data, posixpath.join(self.target_root, key))
         if moved == data:
@@ -316,6 +319,34 @@ class _Installer:
             raise
         _remove_in(self.dfd, old)
         return "replaced"
+
+
+_TEMP = re.compile(r"^tmp\.pid_(\d+)_[0-9a-f]+$")
+
+
+def sweep_temporaries(dfd: int) -> list[str]:
+    """Remove the ``tmp.pid_*`` directories a killed install left in DEST.
+
+    Called under the DEST lock, which every install holds while it has a
+    temporary there, so one found then belongs to a run that died; its pid is
+    checked too. (Triton's own temporaries live inside the kernel directories,
+    never at the top.) Returns the names removed."""
+    from tcv.staging import process_alive
+
+    removed = []
+    for name in os.listdir(dfd):
+        m = _TEMP.match(name)
+        if m is None or process_alive(int(m.group(1))):
+            continue
+        try:
+            _remove_in(dfd, name)
+        except OSError as err:
+            log.warning("cannot remove the leftover %s: %s", name, err.strerror)
+            continue
+        removed.append(name)
+    if removed:
+        log.info("removed %d leftover temporary directories of killed runs", len(removed))
+    return removed
 
 
 def _temp_name() -> str:

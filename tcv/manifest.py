@@ -28,6 +28,9 @@ LABEL_VARIANT = "cache.triton.image/variant"
 LABEL_FORMAT_VERSION = "cache.triton.image/format-version"
 LABEL_TITLE = "org.opencontainers.image.title"
 
+SUMMARY_MAX = 1 << 20
+MAX_TARGETS = 10_000
+MAX_SIZE = 1 << 50  # a file size beyond this is not believed
 VARIANT = "multi"
 FORMAT_VERSION = "1"
 
@@ -116,6 +119,8 @@ def _parse_entry(item: Any, index: int) -> KernelEntry:
         if not isinstance(info, Mapping) or not isinstance(info.get("sha256"), str):
             raise ManifestError(f"manifest entry {key}: file {name!r} has no sha256")
         size = _as_int(info.get("size"), f"manifest entry {key}: size of {name!r}")
+        if size is not None and not 0 <= size <= MAX_SIZE:
+            raise ManifestError(f"manifest entry {key}: {name!r} has the size {size}")
         files[str(name)] = FileInfo(size=size or 0, sha256=info["sha256"])
     debug = item.get("debug")
     return KernelEntry(
@@ -200,13 +205,17 @@ def parse_summary(text: str) -> list[Target]:
     """Targets of a summary label. Accepts the Go tools' labels (no
     ``ptx_version``/``triton_version``/``entries``, numbers as strings or
     floats, arch as a number). ``arch`` is always a string in the result."""
+    from tcv.jsonbound import JsonBoundError, loads
+
     try:
-        doc = json.loads(text)
-    except (ValueError, TypeError) as err:
-        raise ManifestError(f"summary label is not valid JSON ({err})") from None
+        doc = loads(text, "summary label", max_bytes=SUMMARY_MAX)
+    except (JsonBoundError, TypeError) as err:
+        raise ManifestError(getattr(err, "message", str(err))) from None
     items = doc.get("targets") if isinstance(doc, Mapping) else doc
     if not isinstance(items, list):
         raise ManifestError("summary label has no 'targets' list")
+    if len(items) > MAX_TARGETS:
+        raise ManifestError(f"summary label has more than {MAX_TARGETS} targets")
     targets = []
     for i, t in enumerate(items):
         if not isinstance(t, Mapping):

@@ -7,9 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on or cannot show escaped:
+    control characters and bytes that were not UTF-8 (surrogate-escaped)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain left-aligned text table; ``None`` cells render as ``-``."""
-    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    """A plain left-aligned text table; ``None`` cells render as ``-``; cells
+    are made :func:`printable`."""
+    cells = [[("-" if c is None else printable(str(c))) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):

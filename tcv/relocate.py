@@ -16,6 +16,7 @@ import posixpath
 import uuid
 from pathlib import Path
 
+from tcv import jsonbound
 from tcv.metadata import group_filenames
 
 
@@ -71,8 +72,8 @@ def relocate_entry(entry_dir: Path, new_dir: str) -> int:
             st = os.stat(path, follow_symlinks=False)
             if not os.path.isfile(path) or os.path.islink(path):
                 continue
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = jsonbound.loads(path.read_bytes(), "group file", max_bytes=1 << 20)
+        except (OSError, jsonbound.JsonBoundError):
             continue
         moved = relocate_group(data, new_dir)
         if moved == data:

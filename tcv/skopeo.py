@@ -11,11 +11,11 @@ can be checked against what the preflight read.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcv import jsonbound
 from tcv.errors import ExtractError, ImageNotFoundError, TcvError, ToolError
 from tcv.imageref import ImageRef
 from tcv.registry import (
@@ -33,6 +33,9 @@ from tcv.registry import (
 from tcv.runner import run
 
 DIR_MANIFEST = "manifest.json"
+# containers/image reads at most 4 MiB of a manifest or config; what skopeo
+# prints about them is bounded alike.
+MAX_DOCUMENT = 16 << 20
 
 # skopeo (logrus) prints `time=… level=fatal msg="…"`; keep only the message.
 _FATAL = re.compile(r'level=fatal msg="((?:[^"\\]|\\.)*)"')
@@ -94,8 +97,8 @@ def inspect_config(
             raise
         raise access_error(err, ref) from None
     try:
-        data = json.loads(result.stdout)
-    except (ValueError, RecursionError):
+        data = jsonbound.loads(result.stdout, "the image config", max_bytes=MAX_DOCUMENT)
+    except jsonbound.JsonBoundError:
         return {}
     config = data.get("config") if isinstance(data, dict) else None
     return config if isinstance(config, dict) else {}
@@ -104,8 +107,8 @@ def inspect_config(
 def parse_inspect(ref: ImageRef, stdout: str) -> ImageInfo:
     """The fields TCV needs from ``skopeo inspect`` JSON output."""
     try:
-        data = json.loads(stdout)
-    except ValueError:
+        data = jsonbound.loads(stdout, "skopeo's description", max_bytes=MAX_DOCUMENT)
+    except jsonbound.JsonBoundError:
         raise ExtractError(
             f"cannot read the description of {ref}: skopeo printed no JSON",
             "run with --log-level debug to see the command and its output",
@@ -163,11 +166,14 @@ def copy_to_dir(
 
 def read_dir_manifest(layout: Path) -> tuple[bytes, dict[str, object]]:
     """The raw bytes and parsed form of a ``dir:`` layout's manifest."""
-    raw = (layout / DIR_MANIFEST).read_bytes()
+    path = layout / DIR_MANIFEST
+    if path.stat().st_size > MAX_DOCUMENT:
+        raise ExtractError("the pulled image manifest is implausibly large")
+    raw = path.read_bytes()
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ExtractError("the pulled image manifest is not JSON") from None
+        data = jsonbound.loads(raw, "the pulled image manifest", max_bytes=MAX_DOCUMENT)
+    except jsonbound.JsonBoundError as err:
+        raise ExtractError(err.message) from None
     if not isinstance(data, dict):
         raise ExtractError("the pulled image manifest is not a JSON object")
     return raw, data

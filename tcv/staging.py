@@ -7,12 +7,21 @@ makes it sticky and world-writable (1777) and each run's directory private
 (0700), so a rootless ``tcv -c`` works after root has used TCV. When the shared
 root is unusable (a symlink, someone else's private directory), a per-user
 ``/tmp/.tcv-<uid>`` is used instead. ``$TCV_STAGING_ROOT`` overrides both.
+
+A run killed outright (SIGKILL, a crash, the machine stopping) cannot remove
+its directory, so the next run does: each directory is named
+``<action>-<pid>-<random>`` and holds ``.owner``, a file its run keeps locked
+(``flock``) while it lives. A directory whose lock is free and whose process
+is gone is stale and is removed before a new one is made; the lock covers a
+run in another pid namespace, the pid a run that has not taken its lock yet.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -21,6 +30,8 @@ from pathlib import Path
 
 STAGING_ROOT_ENV = "TCV_STAGING_ROOT"
 DEFAULT_STAGING_ROOT = "/tmp/.tcv"
+OWNER_FILE = ".owner"
+_RUN_DIR = re.compile(r"^[a-z]+-(\d+)-[A-Za-z0-9_]+$")
 
 
 def staging_root() -> Path:
@@ -66,12 +77,85 @@ def usable_root() -> Path:
     return own
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or another user's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandoned(path: str, pid: int) -> bool:
+    """Whether the run that made ``path`` is gone: its lock free, its pid dead."""
+    if process_alive(pid):
+        return False
+    try:
+        fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # killed before it took its lock
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: the run lives (in another pid namespace)
+    finally:
+        os.close(fd)
+    return True
+
+
+def sweep_stale(root: Path) -> list[str]:
+    """Remove the run directories under ``root`` whose run is gone; returns
+    their names. Only directories we own (or any, as root) are considered."""
+    removed: list[str] = []
+    try:
+        listing = list(os.scandir(root))
+    except OSError:
+        return removed
+    euid = os.geteuid()
+    for entry in listing:
+        m = _RUN_DIR.match(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or (euid != 0 and st.st_uid != euid):
+            continue
+        if _abandoned(entry.path, int(m.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
 @contextlib.contextmanager
 def staging_dir(prefix: str = "run-") -> Iterator[Path]:
-    """Yield a fresh private directory; always removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=usable_root()))
-    os.chmod(path, 0o700)
+    """Yield a fresh private directory (0700, ours, locked while we run);
+    always removed afterwards. Stale directories of dead runs go first."""
+    root = usable_root()
+    sweep_stale(root)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
     try:
+        os.chmod(path, 0o700)
+        fd = os.open(
+            path / OWNER_FILE,
+            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)

@@ -8,7 +8,19 @@ nodes, fifos, setuid/setgid bits. Only the two trees of SPEC §3
 (``io.triton.cache/`` and ``io.triton.manifest/``) are written; every regular
 file of the cache tree is hashed while it streams past, so the manifest's
 sha256 can be checked without reading the files again. The bytes written are
-counted against a limit (the ``cache-size-bytes`` label or ``--max-size``).
+counted against a limit (the ``cache-size-bytes`` label or ``--max-size``),
+and every decompressed byte of every layer — headers, padding, entries outside
+the two trees — against an allowance derived from it, so no layer can make TCV
+decompress more than it will keep, whatever its compression. The decompressor
+hands out at most 1 MiB at a time: memory stays flat.
+
+Links are never created in staging. A hard link becomes a copy of the file it
+names; a symlink is only recorded, and once every layer is applied a symlink
+from one file of a kernel directory to another (a bare name) becomes a copy of
+it too. Any other symlink in the cache tree marks its kernel bad (skipped,
+with the reason, in :attr:`UnpackResult.bad`); one standing for a tree itself
+or for the manifest refuses the image. So nothing read from staging later can
+lead out of it.
 
 The tar stream is read by a small reader of the POSIX/GNU formats (ustar
 headers, PAX ``x``/``g`` records, GNU long names) rather than :mod:`tarfile`:
@@ -58,15 +70,29 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 # What is not the cache (the manifest) gets its own allowance: a 10,000-kernel
 # manifest is a few MB.
-DEFAULT_OTHER_LIMIT = 256 * 1024 * 1024
+DEFAULT_OTHER_LIMIT = 64 << 20
 _CHUNK = 1 << 20
 _BIG_FILE = 1 << 20  # larger files stream to disk on the parsing thread
 _BATCH_BYTES = 2 << 20
 _BLOCK = 512
+_ZERO_BLOCK = b"\0" * _BLOCK
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _WRITERS = 1
 _BATCH = 64
+# Bounds on what a layer may make TCV hold or do, before its sizes are trusted.
+MAX_MEMBERS = 1_000_000  # a 10,000-kernel image has about 90,000
+MAX_CACHE_FILES = 250_000  # files in the cache tree: each costs a create
+MAX_NAME = 4096  # bytes, PATH_MAX
+MAX_COMPONENT = 255  # bytes, NAME_MAX
+MAX_DEPTH = 16  # components of a name in the two trees (SPEC §3 needs 3)
+MAX_EXTENSION = 1 << 20  # one PAX or GNU long-name record
+MAX_PAX_TOTAL = 1 << 20  # the PAX records in force at once
+MAX_LINK_HOPS = 8
+# Decompressed bytes a layer may spend beyond what it keeps: headers, padding,
+# extension records and entries outside the two trees.
+OVERHEAD_PER_MEMBER = 2048
+OVERHEAD_BASE = 64 << 20
 
 # Tar type flags (POSIX.1-2001 / GNU).
 REGULAR = (b"0", b"\0", b"7")
@@ -117,6 +143,10 @@ class UnpackResult:
     cache_bytes: int = 0
     other_bytes: int = 0
     members: int = 0
+    stream_bytes: int = 0  # decompressed bytes read, all layers
+    # Kernel directories (KEY) that cannot be installed as the image has them,
+    # with the reason: a symlink in them that is not a copy of a sibling file.
+    bad: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache_root(self) -> Path:
@@ -160,7 +190,17 @@ def normalize_name(name: str) -> str:
 def check_header(h: Header) -> str:
     """Decide whether entry ``h`` may be unpacked at all; returns its normalized
     name. Pure: looks at the header only."""
+    _check_text(h.name, "name")
+    if h.linkname:
+        _check_text(h.linkname, "link target")
     name = normalize_name(h.name)
+    if name and _kept(name):
+        parts = name.split("/")
+        if len(parts) > MAX_DEPTH:
+            raise UnsafeLayerError(
+                f"the layer has a path nested {len(parts)} directories deep "
+                f"(at most {MAX_DEPTH}): {_short(h.name)!r}"
+            )
     if h.mode & (stat.S_ISUID | stat.S_ISGID):
         raise UnsafeLayerError(f"the layer has a setuid/setgid entry {h.name!r}")
     t = h.type
@@ -197,6 +237,29 @@ def check_header(h: Header) -> str:
     )
 
 
+def _short(text: str, keep: int = 120) -> str:
+    return text if len(text) <= keep else text[:keep] + "…"
+
+
+def _check_text(text: str, what: str) -> None:
+    """A name or link target the filesystem can hold: no NUL, not longer than
+    PATH_MAX, no component longer than NAME_MAX."""
+    if "\0" in text:
+        raise UnsafeLayerError(f"the layer has a {what} with a NUL byte: {_short(text)!r}")
+    if len(text) <= MAX_COMPONENT and text.isascii():
+        return  # the usual case: short enough whatever its components
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) > MAX_NAME:
+        raise UnsafeLayerError(
+            f"the layer has a {what} of {len(raw)} bytes (at most {MAX_NAME}): {_short(text)!r}"
+        )
+    if any(len(part) > MAX_COMPONENT for part in raw.split(b"/")):
+        raise UnsafeLayerError(
+            f"the layer has a {what} with a component longer than {MAX_COMPONENT} bytes: "
+            f"{_short(text)!r}"
+        )
+
+
 def _kept(name: str) -> bool:
     return name.split("/", 1)[0] in KEPT_TREES
 
@@ -205,12 +268,28 @@ def _kept(name: str) -> bool:
 
 
 class _Stream:
-    """Decompressed bytes of one layer, read in whole chunks."""
+    """Decompressed bytes of one layer, read in whole chunks.
 
-    def __init__(self, raw: BinaryIO, kind: str, report: Callable[[int], None] | None, base: int):
+    No call hands out more than ``_CHUNK`` bytes of decompressed data, whatever
+    the ratio, and every decompressed byte is counted in ``out``; ``allowance``
+    (called per chunk) is the most the stream may produce in all.
+    """
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        kind: str,
+        report: Callable[[int], None] | None,
+        base: int,
+        *,
+        out: int = 0,
+        allowance: Callable[[], int] | None = None,
+    ):
         self.raw = raw
         self.report = report
         self.done = base
+        self.out = out
+        self.allowance = allowance
         self.buf = b""
         self.pos = 0
         self.kind = kind
@@ -227,22 +306,43 @@ class _Stream:
         if self.kind == "zstd":
             data = self._zr.read(_CHUNK)
             self._progress(self.raw.tell())
-            return data
+        elif self.kind == "gzip":
+            data = self._gzip()
+        else:
+            data = self._raw()
+        self.out += len(data)
+        if self.allowance is not None and self.out > (limit := self.allowance()):
+            raise UnsafeLayerError(
+                f"the image's layers decompress to more than {limit} bytes, far more than "
+                "the files they hold (a decompression bomb)",
+                "raise --max-size if the image is trusted and really that large",
+            )
+        return data
+
+    def _raw(self) -> bytes:
+        raw = self.raw.read(_CHUNK)
+        self._progress(None, len(raw))
+        return raw
+
+    def _gzip(self) -> bytes:
         while True:
-            raw = self.raw.read(_CHUNK)
-            self._progress(None, len(raw))
-            if self.kind == "tar":
-                return raw
-            if not raw:
-                if not self._z.eof:
+            z = self._z
+            if z.eof:
+                # Several gzip members one after the other (pigz, some builders).
+                data = z.unused_data or self._raw()
+                if not data:
+                    return b""
+                self._z = z = zlib.decompressobj(wbits=31)
+            elif z.unconsumed_tail:
+                data = z.unconsumed_tail
+            else:
+                data = self._raw()
+                if not data:
+                    out = z.flush(_CHUNK)  # what zlib still holds
+                    if out:
+                        return out
                     raise ExtractError("the gzip layer of the image is truncated")
-                return b""
-            out = self._z.decompress(raw)
-            # Several gzip members one after the other (pigz, some builders).
-            while self._z.eof and self._z.unused_data:
-                rest = self._z.unused_data
-                self._z = zlib.decompressobj(wbits=31)
-                out += self._z.decompress(rest)
+            out = z.decompress(data, _CHUNK)
             if out:
                 return out
 
@@ -256,6 +356,8 @@ class _Stream:
 
     def read(self, n: int) -> bytes:
         """Exactly ``n`` bytes, or fewer only at the end of the stream."""
+        if n < 0:
+            raise ExtractError("the layer has a negative size in a tar header")
         avail = len(self.buf) - self.pos
         if avail >= n:
             out = self.buf[self.pos : self.pos + n]
@@ -299,12 +401,11 @@ def _pax_records(data: bytes) -> dict[str, str]:
     while pos < len(data):
         if data[pos : pos + 1] == b"\0":
             break
-        sp = data.find(b" ", pos)
-        try:
-            length = int(data[pos:sp])
-        except ValueError:
-            raise ExtractError("the layer has a malformed PAX header") from None
-        if sp < 0 or length <= 0 or pos + length > len(data):
+        sp = data.find(b" ", pos, pos + 21)
+        if sp < 0 or not data[pos:sp].isdigit():
+            raise ExtractError("the layer has a malformed PAX header")
+        length = int(data[pos:sp])
+        if length <= sp - pos or pos + length > len(data):
             raise ExtractError("the layer has a malformed PAX header")
         record = data[sp + 1 : pos + length - 1]  # without the trailing newline
         key, eq, value = record.partition(b"=")
@@ -331,7 +432,7 @@ def read_headers(stream: _Stream) -> Iterator[Header]:
             return  # a stream without the end-of-archive blocks; accept it
         if len(block) < _BLOCK:
             raise ExtractError("the layer ends in the middle of a tar header")
-        if block == b"\0" * _BLOCK:
+        if block == _ZERO_BLOCK:
             zero_blocks += 1
             if zero_blocks == 2:
                 return
@@ -343,8 +444,11 @@ def read_headers(stream: _Stream) -> Iterator[Header]:
         type_ = block[156:157]
         size = _octal(block[124:136], "size")
         if type_ in (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
-            if size > 16 << 20:
-                raise ExtractError("the layer has an implausibly large tar extension header")
+            if size > MAX_EXTENSION:
+                raise UnsafeLayerError(
+                    f"the layer has a tar extension header of {size} bytes "
+                    f"(at most {MAX_EXTENSION})"
+                )
             data = stream.read(_padded(size))[:size]
             if len(data) < size:
                 raise ExtractError("the layer ends in the middle of a tar header")
@@ -352,10 +456,16 @@ def read_headers(stream: _Stream) -> Iterator[Header]:
                 local.update(_pax_records(data))
             elif type_ == PAX_GLOBAL:
                 global_pax.update(_pax_records(data))
+                if sum(len(k) + len(v) for k, v in global_pax.items()) > MAX_PAX_TOTAL:
+                    raise UnsafeLayerError("the layer's global PAX records are implausibly large")
             elif type_ == GNU_LONGNAME:
                 local["path"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             else:
                 local["linkpath"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if sum(len(k) + len(v) for k, v in local.items()) > MAX_PAX_TOTAL:
+                raise UnsafeLayerError(
+                    "the layer's PAX records for one entry are implausibly large"
+                )
             continue
         name = block[0:100].split(b"\0", 1)[0]
         if block[257:263] == b"ustar\x00":  # POSIX: the prefix field holds the rest
@@ -367,10 +477,12 @@ def read_headers(stream: _Stream) -> Iterator[Header]:
         if any(k.startswith("GNU.sparse") for k in pax):
             raise UnsafeLayerError("the layer has a sparse file, which a cache never holds")
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise ExtractError("the layer has a malformed PAX size") from None
+            text = pax["size"]
+            # Digits only: int() would take "-5", " 5" or "1_0"; a negative size
+            # would make the reader go backwards for ever.
+            if not (text.isascii() and text.isdigit()) or len(text) > 19:
+                raise UnsafeLayerError(f"the layer has a malformed PAX size {_short(text)!r}")
+            size = int(text)
         if type_ in (DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO):
             size = 0  # these carry no data, whatever the size field says
         yield Header(
@@ -479,7 +591,17 @@ class _Unpacker:
         # kept for the first layer (nothing older), which is every TCV image.
         self.layer_paths: set[str] = set()
         self.track_layer = False
+        # Symlinks of the two trees, by name: never created on disk (see the
+        # module docstring); settled by :meth:`links` after the last layer.
+        self.symlinks: dict[str, str] = {}
         self.writers = _Writers()
+
+    def allowance(self) -> int:
+        """Decompressed bytes the layers may produce so far (see :class:`_Stream`)."""
+        kept = (self.max_bytes if self.max_bytes is not None else self.result.cache_bytes) + (
+            self.max_other
+        )
+        return kept + OVERHEAD_BASE + OVERHEAD_PER_MEMBER * self.result.members
 
     def _is_file(self, name: str) -> bool:
         if name.startswith(_CACHE_PREFIX):
@@ -532,9 +654,12 @@ class _Unpacker:
             shutil.rmtree(path)
             for k in [k for k in self.kinds if k.startswith(prefix)]:
                 del self.kinds[k]
+            for k in [k for k in self.symlinks if k.startswith(prefix)]:
+                del self.symlinks[k]
+        elif kind == "l":
+            self.symlinks.pop(name, None)
         else:
-            if kind == "f":
-                self._uncount(name)
+            self._uncount(name)
             os.unlink(path)
 
     def _uncount(self, name: str) -> None:
@@ -551,6 +676,10 @@ class _Unpacker:
     def entry(self, stream: _Stream, h: Header) -> None:
         name = check_header(h)
         self.result.members += 1
+        if self.result.members > MAX_MEMBERS:
+            raise UnsafeLayerError(
+                f"the image's layers hold more than {MAX_MEMBERS} entries: not a Triton cache"
+            )
         if not name or not _kept(name):
             self._skip(stream, _padded(h.size))  # outside the trees of SPEC §3: never written
             return
@@ -574,7 +703,7 @@ class _Unpacker:
             self.kinds[name] = "d"
         elif h.type == SYMLINK:
             self._clear(name)
-            os.symlink(h.linkname, self.base + name)
+            self.symlinks[name] = h.linkname
             self.kinds[name] = "l"
         elif h.type == HARDLINK:
             self._hardlink(h, name)
@@ -607,6 +736,11 @@ class _Unpacker:
 
     def _regular(self, stream: _Stream, h: Header, name: str) -> None:
         size = h.size
+        if len(self.result.files) >= MAX_CACHE_FILES and name.startswith(_CACHE_PREFIX):
+            raise UnsafeLayerError(
+                f"the image's cache tree holds more than {MAX_CACHE_FILES} files: "
+                "not a Triton cache (a 10,000-kernel cache has about 80,000)"
+            )
         self._count(name, size)
         mode = 0o755 if h.mode & 0o111 else 0o644
         hashed = name.startswith(_CACHE_PREFIX)
@@ -642,24 +776,103 @@ class _Unpacker:
             self.result.files[name[len(_CACHE_PREFIX) :]] = digest.digest()
 
     def _hardlink(self, h: Header, name: str) -> None:
+        """A hard link becomes a copy of the file it names: two names of one
+        inode must never reach DEST, where writing one would change the other."""
         target = normalize_name(h.linkname)
         if not self._is_file(target):
             raise UnsafeLayerError(
                 f"the layer has a hard link {h.name!r} to {h.linkname!r}, "
                 "which is not a file unpacked before it"
             )
+        if target == name:
+            return  # a link to itself: the file is already there
         self._parents(name, h.name)
-        self._clear(name)
         self.writers.drain()  # the target must be on disk
-        os.link(self.base + target, self.base + name, follow_symlinks=False)
-        size = os.stat(self.base + target, follow_symlinks=False).st_size
+        self._copy(target, name)
+
+    def _copy(self, source: str, name: str) -> None:
+        """Write a new file ``name`` with the bytes of the file ``source``
+        (both layer-relative, both in our own tree of real directories)."""
+        size = os.stat(self.base + source, follow_symlinks=False).st_size
+        self._clear(name)
         self._count(name, size)
+        digest = self._digest(source)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        src = os.open(self.base + source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            mode = 0o755 if os.fstat(src).st_mode & 0o111 else 0o644
+            dst = os.open(self.base + name, flags, mode)
+            try:
+                offset = 0
+                while offset < size:
+                    sent = os.sendfile(dst, src, offset, size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
         if name.startswith(_CACHE_PREFIX):
-            rel = target[len(_CACHE_PREFIX) :] if target.startswith(_CACHE_PREFIX) else None
-            known = self.result.files.get(rel) if rel else None
-            self.result.files[name[len(_CACHE_PREFIX) :]] = known or _sha256_file(
-                self.base + target
-            )
+            self.result.files[name[len(_CACHE_PREFIX) :]] = digest
+
+    def _digest(self, name: str) -> bytes:
+        if name.startswith(_CACHE_PREFIX):
+            known = self.result.files.get(name[len(_CACHE_PREFIX) :])
+            if known is not None:
+                return known
+        return _sha256_file(self.base + name)
+
+    # -- symlinks, once every layer is applied --------------------------
+
+    def links(self) -> None:
+        """Settle the recorded symlinks (see the module docstring)."""
+        for name in sorted(self.symlinks):
+            target = self.symlinks[name]
+            parts = name.split("/")
+            if len(parts) <= 2 and (parts[0] == CACHE_TREE or name == MANIFEST_TREE):
+                if len(parts) == 1:
+                    raise UnsafeLayerError(
+                        f"the layer makes {name} a symlink (to {target!r}); "
+                        "a cache image has it as a directory"
+                    )
+                self.result.bad[parts[1]] = (
+                    f"the kernel directory is a symlink in the image (to {target!r})"
+                )
+                continue
+            if name == f"{MANIFEST_TREE}/manifest.json":
+                raise UnsafeLayerError(
+                    f"the layer makes {name} a symlink (to {target!r}); it must be a file"
+                )
+            if parts[0] != CACHE_TREE:
+                continue  # the manifest tree: only manifest.json is ever read
+            key = parts[1]
+            if len(parts) > 3:
+                continue  # below a subdirectory of a kernel: never installed
+            source = self._sibling(name)
+            if source is None:
+                self.result.bad[key] = (
+                    f"{parts[2]} is a symlink to {target!r}, not to another file of its "
+                    "kernel directory"
+                )
+                continue
+            self._copy(source, name)
+            self.kinds.pop(name, None)
+
+    def _sibling(self, name: str) -> str | None:
+        """The regular file of the same directory that the symlink ``name``
+        ends at, through at most a few symlinks naming siblings; else None."""
+        folder = name.rpartition("/")[0]
+        for _ in range(MAX_LINK_HOPS):
+            target = self.symlinks[name].removeprefix("./")
+            if not target or "/" in target or target in (".", ".."):
+                return None
+            name = f"{folder}/{target}"
+            if self._is_file(name):
+                return name
+            if name not in self.symlinks:
+                return None
+        return None
 
     def _whiteout(self, name: str, base: str) -> None:
         """OCI whiteouts: ``.wh.NAME`` deletes NAME of earlier layers,
@@ -729,7 +942,14 @@ def unpack_layers(
             with open(path, "rb") as raw:
                 kind = compression_of(media_type, raw.read(4))
                 raw.seek(0)
-                stream = _Stream(raw, kind, progress, base)  # type: ignore[arg-type]
+                stream = _Stream(
+                    raw,  # type: ignore[arg-type]
+                    kind,
+                    progress,
+                    base,
+                    out=unpacker.result.stream_bytes,
+                    allowance=unpacker.allowance,
+                )
                 try:
                     unpacker.layer(stream, index)
                 except TcvError:
@@ -742,6 +962,14 @@ def unpack_layers(
                         "check free space and permissions under the staging directory",
                     ) from None
                 base = stream.done
+                unpacker.result.stream_bytes = stream.out
+        try:
+            unpacker.links()
+        except OSError as err:
+            raise ExtractError(
+                f"cannot unpack the image into {root}: {err.strerror or err}",
+                "check free space and permissions under the staging directory",
+            ) from None
     except BaseException:
         unpacker.writers.close(cancel=True)
         raise

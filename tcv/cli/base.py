@@ -83,6 +83,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _escape_undecodable_output() -> None:
+    """Names from an image may not be UTF-8 (they arrive surrogate-escaped);
+    print them escaped rather than fail after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 class TcvApplication(cli.Application):
     """Shared switches and error handling; subclasses implement ``main``."""
 
@@ -100,6 +108,7 @@ class TcvApplication(cli.Application):
         as_json = "--json" in argv
         if getattr(self, "parent", None) is None:
             tcvlog.configure(tcvlog.default_level())
+            _escape_undecodable_output()
         try:
             swfuncs, tailargs = self._parse_args(list(argv))
             self._validate_args(swfuncs, tailargs)

@@ -215,3 +215,21 @@ def test_concurrent_installs_lose_nothing(tmp_path):
     for key in keys:
         assert sorted(os.listdir(dest / key)) == sorted(os.listdir(FIXTURE / key))
     assert not [n for n in os.listdir(dest) if n.startswith("tmp.pid_")]
+
+
+def test_temporaries_of_killed_runs_are_removed_under_the_lock(source, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    stale = dest / f"tmp.pid_{pid}_{'a' * 32}"
+    (stale / "half").mkdir(parents=True)
+    live = dest / f"tmp.pid_{os.getpid()}_{'b' * 32}"
+    live.mkdir()
+    mine = dest / "tmp.pid_notes"
+    mine.mkdir()
+    install_kernels(source, fixture_keys()[:1], dest)
+    assert not stale.exists()
+    assert live.is_dir() and mine.is_dir()

@@ -76,3 +76,50 @@ def test_removed_on_failure_and_interrupt(shared, exc):
         raise exc
     assert not path.exists()
     assert list(shared.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_stale_run_directories_are_swept_live_ones_kept(shared):
+    import fcntl
+
+    shared.mkdir()
+    dead = _dead_pid()
+    killed = shared / f"extract-{dead}-abc"  # SIGKILLed after taking its lock
+    (killed / "root").mkdir(parents=True)
+    (killed / staging.OWNER_FILE).write_text("")
+    early = shared / f"create-{dead}-def"  # killed before taking it
+    early.mkdir()
+    mine = shared / f"extract-{os.getpid()}-ghi"  # a live process
+    mine.mkdir()
+    held = shared / f"extract-{dead}-jkl"  # a live run in another pid namespace
+    held.mkdir()
+    (held / staging.OWNER_FILE).write_text("")
+    other = shared / "notes"  # not a run directory
+    other.mkdir()
+    fd = os.open(held / staging.OWNER_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with staging.staging_dir("extract-") as path:
+            assert path.name.startswith(f"extract-{os.getpid()}-")
+            assert (path / staging.OWNER_FILE).is_file()
+            left = sorted(p.name for p in shared.iterdir())
+    finally:
+        os.close(fd)
+    assert left == sorted([mine.name, held.name, other.name, path.name])
+
+
+def test_a_running_staging_directory_is_never_swept(shared):
+    with staging.staging_dir("extract-") as path:
+        # Even with its pid unknown (another namespace), the held lock keeps it.
+        twin = path.with_name(f"extract-{_dead_pid()}-x")
+        os.rename(path, twin)
+        assert staging.sweep_stale(shared) == []
+        os.rename(twin, path)
+    assert not path.exists()

@@ -102,17 +102,143 @@ def test_entries_outside_the_two_trees_are_not_written(tmp_path, area):
     assert sorted(os.listdir(root)) == [C]
 
 
-def test_links_inside_the_root_are_kept(tmp_path, area):
+def test_links_inside_a_kernel_become_copies(tmp_path, area):
     root, _ = area
     members = [
         *honest(),
         h.hardlink(f"{C}/K1/copy.ptx", f"{C}/K1/k.ptx"),
         h.symlink(f"{C}/K1/alias.ptx", "k.ptx"),
+        h.symlink(f"{C}/K1/chain.ptx", "./alias.ptx"),
     ]
     result = unpack_layers([layer_file(tmp_path, members)], root)
-    assert (root / C / "K1" / "copy.ptx").read_bytes() == b"ptx-bytes"
-    assert os.readlink(root / C / "K1" / "alias.ptx") == "k.ptx"
-    assert result.files["K1/copy.ptx"] == result.files["K1/k.ptx"]
+    for name in ("copy.ptx", "alias.ptx", "chain.ptx"):
+        path = root / C / "K1" / name
+        assert not path.is_symlink() and path.read_bytes() == b"ptx-bytes"
+        assert os.stat(path).st_nlink == 1
+        assert result.files[f"K1/{name}"] == result.files["K1/k.ptx"]
+    assert result.bad == {}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("../K2/k.ptx", id="other-kernel"),
+        pytest.param("missing.ptx", id="dangling"),
+        pytest.param("sub/k.ptx", id="through-a-dir"),
+        pytest.param("loop.ptx", id="loop"),
+    ],
+)
+def test_other_symlinks_in_a_kernel_mark_it_bad(tmp_path, area, target):
+    root, _ = area
+    members = [
+        *honest(),
+        h.symlink(f"{C}/K1/alias.ptx", target),
+        h.symlink(f"{C}/K1/loop.ptx", "alias.ptx"),
+    ]
+    result = unpack_layers([layer_file(tmp_path, members)], root)
+    assert "K1" in result.bad and "symlink" in result.bad["K1"]
+    assert not (root / C / "K1" / "alias.ptx").exists()
+    assert not any(p.is_symlink() for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param([h.directory("x"), h.symlink(C, "x")], id="cache-tree"),
+        pytest.param(
+            [
+                h.directory(C),
+                h.reg("io.triton.manifest/m", b"{}"),
+                h.symlink("io.triton.manifest/manifest.json", "m"),
+            ],
+            id="manifest",
+        ),
+    ],
+)
+def test_a_tree_or_the_manifest_as_a_symlink_is_refused(tmp_path, area, members):
+    root, _ = area
+    with pytest.raises(UnsafeLayerError, match="a symlink"):
+        unpack_layers([layer_file(tmp_path, members)], root)
+
+
+def test_a_kernel_dir_as_a_symlink_marks_it_bad(tmp_path, area):
+    root, _ = area
+    members = [*honest(), h.symlink(f"{C}/K9", "K1")]
+    result = unpack_layers([layer_file(tmp_path, members)], root)
+    assert "kernel directory is a symlink" in result.bad["K9"]
+    assert not (root / C / "K9").exists()
+
+
+def _pax_entry(records: dict[str, bytes], name: str = f"{C}/K1/x", data: bytes = b"") -> bytes:
+    """A raw PAX 'x' header with ``records``, then a regular entry."""
+    body = b""
+    for key, value in records.items():
+        rec = b" " + key.encode() + b"=" + value + b"\n"
+        n = len(rec) + 1
+        while len(str(n)) + len(rec) != n:
+            n = len(str(n)) + len(rec)
+        body += str(n).encode() + rec
+    x = tarfile.TarInfo("PaxHeader")
+    x.type = tarfile.XHDTYPE
+    x.size = len(body)
+    out = x.tobuf(tarfile.USTAR_FORMAT) + body + b"\0" * (-len(body) % 512)
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return out + info.tobuf(tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+
+@pytest.mark.parametrize(
+    ("records", "needle"),
+    [
+        pytest.param({"size": b"-1024"}, "malformed PAX size", id="negative-size"),
+        pytest.param({"size": b"1_0"}, "malformed PAX size", id="underscore-size"),
+        pytest.param({"path": b"io.triton.cache/K1/a\0b"}, "NUL byte", id="nul-path"),
+        pytest.param({"path": b"io.triton.cache/" + b"a/" * 20 + b"f"}, "deep", id="deep"),
+        pytest.param({"path": b"io.triton.cache/" + b"n" * 300}, "longer than", id="long-part"),
+        pytest.param({"path": b"x/" * 2100}, r"bytes \(at most", id="long-name"),
+    ],
+)
+def test_bad_pax_records_are_refused(tmp_path, area, records, needle):
+    root, _ = area
+    path = tmp_path / "pax.tar"
+    path.write_bytes(_pax_entry(records) + b"\0" * 1024)
+    with pytest.raises(UnsafeLayerError, match=needle):
+        unpack_layers([(path, h.OCI_TAR)], root)
+
+
+def test_a_gzip_bomb_outside_the_trees_is_refused_in_bounded_memory(tmp_path, area):
+    import resource
+    import zlib
+
+    root, _ = area
+    info = tarfile.TarInfo("elsewhere/zeros")
+    info.size = 600 << 20
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    parts = [comp.compress(info.tobuf(tarfile.USTAR_FORMAT))]
+    zeros = b"\0" * (1 << 20)
+    parts += [comp.compress(zeros) for _ in range(600)]
+    parts.append(comp.flush())
+    path = tmp_path / "bomb.tar.gz"
+    path.write_bytes(b"".join(parts))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafeLayerError, match="decompression bomb"):
+        unpack_layers([(path, h.OCI_GZIP)], root, max_bytes=1 << 20, max_other=1 << 20)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024
+
+
+def test_many_gzip_members_read_quickly(tmp_path, area):
+    import gzip
+
+    root, _ = area
+    raw = h.tar_bytes(honest())
+    step = 4096
+    blob = b"".join(gzip.compress(raw[i : i + step], mtime=0) for i in range(0, len(raw), step))
+    blob += b"".join(gzip.compress(b"", mtime=0) for _ in range(2000))
+    path = tmp_path / "members.tar.gz"
+    path.write_bytes(blob)
+    result = unpack_layers([(path, h.OCI_GZIP)], root)
+    assert "K1/k.ptx" in result.files
 
 
 @pytest.mark.parametrize(
@@ -267,3 +393,23 @@ def test_limit_is_on_what_the_layers_unpack_to(tmp_path, area):
     result = unpack_layers([first, second], root, max_bytes=600)
     assert result.cache_bytes == 600
     assert (root / C / "K" / "a").read_bytes() == b"y" * 600
+
+
+def test_the_count_of_cache_files_is_bounded(tmp_path, area, monkeypatch):
+    from tcv import unpack
+
+    root, _ = area
+    monkeypatch.setattr(unpack, "MAX_CACHE_FILES", 3)
+    members = [*honest(), h.reg(f"{C}/K1/a"), h.reg(f"{C}/K1/b")]
+    with pytest.raises(UnsafeLayerError, match="more than 3 files"):
+        unpack_layers([layer_file(tmp_path, members)], root)
+
+
+def test_the_count_of_entries_is_bounded(tmp_path, area, monkeypatch):
+    from tcv import unpack
+
+    root, _ = area
+    monkeypatch.setattr(unpack, "MAX_MEMBERS", 5)
+    members = [*honest(), *(h.reg(f"junk/{i}") for i in range(5))]
+    with pytest.raises(UnsafeLayerError, match="more than 5 entries"):
+        unpack_layers([layer_file(tmp_path, members)], root)

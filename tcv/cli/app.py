@@ -85,6 +85,16 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="extract: refuse layers that unpack to more than this "
         "(default: the image's cache-size-bytes label)",
     )
+    workload = cli.SwitchAttr(
+        ["--for"],
+        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
+        default="triton",
+        argname="WORKLOAD",
+        help="extract: where that workload's Triton reads — triton: DEST; inductor: "
+        "${TORCHINDUCTOR_CACHE_DIR:-<tempdir>/torchinductor_$USER}/triton/<i> for each GPU "
+        "index i, each with what fits GPU i; vllm: the vLLM tree the image recorded, under "
+        "$VLLM_CACHE_ROOT (-d names that directory instead)",
+    )
     verbose = cli.Flag(
         ["--verbose"],
         help="extract: one row per kernel (key, name, target, result, reason) instead of "

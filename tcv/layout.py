@@ -11,6 +11,11 @@ ecosystem nests such roots deeper:
   ``TRITON_CACHE_DIR`` to
   ``$VLLM_CACHE_ROOT/torch_compile_cache/<hash>/rank_<r>_<dp>/triton_cache``,
   next to ``inductor_cache/`` (vLLM ``compilation/compiler_interface.py``).
+  The generation on torch ≥ 2.8 (``InductorStandaloneAdaptor``) saves each
+  compiled artifact at ``…/rank_<r>_<dp>/<prefix>/<artifact>``; with
+  ``VLLM_COMPILE_CACHE_SAVE_FORMAT=unpacked`` that is a directory laid out like
+  an Inductor cache, its kernels under ``triton/<i>/`` (the default ``binary``
+  format is one file that TCV cannot look into).
 
 :func:`detect` takes the relative paths of the directories under what the user
 named (the shell in :mod:`tcv.cache` lists them, never descending into a
@@ -37,8 +42,9 @@ _RANK = re.compile(r"^rank_\d+_\d+$")
 _DEVICE = re.compile(r"^\d+$")
 
 # How deep the shell looks: $VLLM_CACHE_ROOT/torch_compile_cache/<hash>/
-# rank_0_0/triton_cache/<KEY> is 5 levels; leave room for a prefix directory.
-MAX_DEPTH = 7
+# rank_0_0/triton_cache/<KEY> is 5 levels, an unpacked artifact's
+# …/rank_0_0/<prefix>/<artifact>/triton/<i>/<KEY> 8.
+MAX_DEPTH = 9
 
 
 @dataclass(frozen=True)

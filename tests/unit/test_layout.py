@@ -45,6 +45,16 @@ def test_vllm_wins_over_the_inductor_roots_inside_it():
     ]
 
 
+def test_an_unpacked_vllm_artifact_is_a_vllm_cache_with_its_device(tmp_path):
+    artifact = tmp_path / "torch_compile_cache" / "h" / "rank_0_0" / "backbone" / "artifact_0"
+    shutil.copytree(FIXTURE, artifact / "triton" / "0")
+    result = scan_layout(tmp_path)
+    assert result.layout is not None and result.layout.kind == VLLM
+    (root,) = result.layout.roots
+    assert root == Root("torch_compile_cache/h/rank_0_0/backbone/artifact_0/triton/0", 0)
+    assert [e.key for e in result.entries] == KEYS
+
+
 def test_an_unknown_nesting_still_finds_the_root_and_nothing_is_empty_triton():
     assert detect([f"x/y/{KEY}"], _is_key) == Layout(TRITON, (Root("x/y"),))
     assert detect(["a", "a/b"], _is_key) == Layout(TRITON, (Root(""),))

@@ -24,9 +24,12 @@ from typing import Any
 from tcv import jsonbound
 from tcv.errors import TcvError, UsageError
 from tcv.kernel import FileInfo, KernelEntry
+from tcv.layout import MAX_DEPTH, Layout, detect, select
 from tcv.metadata import (
     AUTOTUNE_SUFFIX,
     MetadataError,
+    group_filenames,
+    group_name,
     metadata_filename,
     parse_metadata,
     ptx_version,
@@ -58,9 +61,19 @@ class Skipped:
 
 @dataclass
 class ScanResult:
+    """``layout``: where the kernels were found under ``root`` (None: ``root``
+    is the Triton cache itself); ``sources``: the cache root holding each
+    entry, for entries found in a nested root."""
+
     root: Path
     entries: list[KernelEntry] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    layout: Layout | None = None
+    sources: dict[str, Path] = field(default_factory=dict)
+
+    def source_of(self, key: str) -> Path:
+        """The cache root whose ``<key>/`` directory holds entry ``key``."""
+        return self.sources.get(key, self.root)
 
     @property
     def total_bytes(self) -> int:
@@ -68,7 +81,7 @@ class ScanResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``tcv scan --json`` document (SPEC §2)."""
-        return {
+        doc: dict[str, Any] = {
             "root": str(self.root),
             "entries": [
                 {
@@ -86,6 +99,12 @@ class ScanResult:
             ],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
+        if self.layout is not None:  # a nested layout: where the kernels were found
+            doc["layout"] = {
+                "kind": self.layout.kind,
+                "roots": [r.to_json() for r in self.layout.roots],
+            }
+        return doc
 
 
 def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -245,9 +264,12 @@ def _entry_files(
 def _read_entry(
     real_root: str, entry_path: str, key: str, *, include_launchers: bool, skipped: list[Skipped]
 ) -> KernelEntry:
+    before = len(skipped)
     files = _entry_files(real_root, entry_path, key, skipped)
     names = [n for n, _ in files]
     if not names:
+        if len(skipped) > before:
+            raise NotAKernelError("no kernel files, only subdirectories or leftovers")
         raise NotAKernelError("empty directory")
     launcher = _is_launcher(names)
     if launcher and not include_launchers:
@@ -261,7 +283,7 @@ def _read_entry(
     heads: dict[str, bytes] = {}
     infos: dict[str, FileInfo] = {}
     for name, path in files:
-        if name == meta_name:
+        if name == meta_name or group_name(name) is not None:
             keep = _META_MAX
         elif name.endswith((".ptx", ".amdgcn")):
             keep = _HEAD
@@ -296,6 +318,14 @@ def _read_entry(
         md = parse_metadata(meta, name=stem, ptx=ptx, amdgcn=heads.get(f"{stem}.amdgcn"))
     except MetadataError as err:
         raise NotAKernelError(f"metadata {meta_name}: {err.message}") from None
+    for name in group_filenames(names):
+        missing = _missing_children(heads.get(name, b""), names)
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise NotAKernelError(
+                f"group file {name} lists {missing[0]}{more}, which is not in the entry: "
+                "Triton treats it as a miss"
+            )
     return KernelEntry(
         key=key,
         name=md.name,
@@ -310,6 +340,27 @@ def _read_entry(
         debug=md.debug,
         files=infos,
     )
+
+
+def _missing_children(text: bytes, names: list[str]) -> list[str]:
+    """The files a group file lists that the entry does not hold. Triton
+    checks every path of a dict-form group (runtime/cache.py ``get_group``);
+    the list form holds bare names. An unreadable group lists nothing."""
+    try:
+        data = jsonbound.loads(text, "a group file")
+    except jsonbound.JsonBoundError:
+        return []
+    children = data.get("child_paths") if isinstance(data, dict) else None
+    if isinstance(children, dict):
+        listed = [
+            os.path.basename(p) if isinstance(p, str) else str(c) for c, p in children.items()
+        ]
+    elif isinstance(children, list):
+        listed = [str(c) for c in children]
+    else:
+        return []
+    present = set(names)
+    return sorted({n for n in listed if n not in present})
 
 
 def read_entry(entry_dir: Path, *, include_launchers: bool = False) -> KernelEntry:
@@ -388,3 +439,71 @@ def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
         result.entries.append(entry)
         result.skipped.extend(entry_skips)
     return result
+
+
+# ---------------------------------------------------------------- layouts
+
+
+def list_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[str]:
+    """The relative paths of the directories under ``root``, ``max_depth``
+    levels deep at most, without following symlinks or descending into a
+    kernel directory (a KEY-named one) or Triton's temporary directories."""
+    out: list[str] = []
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        rel, depth = stack.pop()
+        try:
+            with os.scandir(root / rel if rel else root) as it:
+                subdirs = [d.name for d in it if d.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for name in subdirs:
+            path = f"{rel}/{name}" if rel else name
+            out.append(path)
+            if depth + 1 < max_depth and key_encoding(name) is None and _TMP_MARK not in name:
+                stack.append((path, depth + 1))
+    return sorted(out)
+
+
+def _is_key(name: str) -> bool:
+    return key_encoding(name) is not None
+
+
+def scan_layout(
+    root: Path, *, source: str | None = None, include_launchers: bool = False
+) -> ScanResult:
+    """Scan ``root`` as the cache of a workload: a Triton cache, an Inductor
+    cache directory (``triton/<i>/`` roots) or a vLLM tree (``…/rank_<r>_<dp>/
+    triton_cache/`` roots), detected unless ``source`` (``--from``) names one.
+
+    A plain Triton cache gives exactly :func:`scan_cache`. Otherwise every
+    root is scanned and the entries merged by key; skipped paths are relative
+    to ``root``. A key found in two roots with different files is kept once
+    (the first root's) and the other reported as skipped.
+    """
+    root = Path(root)
+    _check_root(root)
+    layout = select(detect(list_dirs(root), _is_key), source, str(root))
+    if not layout.nested:
+        return scan_cache(root, include_launchers=include_launchers)
+    merged = ScanResult(root=Path(os.path.abspath(root)), layout=layout)
+    seen: dict[str, KernelEntry] = {}
+    for part in layout.roots:
+        sub = scan_cache(root / part.path, include_launchers=include_launchers)
+        merged.skipped.extend(Skipped(f"{part.path}/{s.path}", s.reason) for s in sub.skipped)
+        for entry in sub.entries:
+            first = seen.get(entry.key)
+            if first is None:
+                seen[entry.key] = entry
+                merged.entries.append(entry)
+                merged.sources[entry.key] = sub.root
+            elif first.files != entry.files:
+                merged.skipped.append(
+                    Skipped(
+                        f"{part.path}/{entry.key}",
+                        f"differs from the kernel of the same key in "
+                        f"{merged.sources[entry.key]}; packed that one",
+                    )
+                )
+    merged.entries.sort(key=lambda e: e.key)
+    return merged

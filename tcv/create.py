@@ -18,19 +18,32 @@ staging directory with it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import posixpath
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tcv import buildah
-from tcv.cache import ScanResult, scan_cache
+from tcv.cache import ScanResult, scan_layout
 from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
 from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
+from tcv.kernel import FileInfo, KernelEntry
 from tcv.layer import plan_layer, source_date_epoch, write_layer_file
-from tcv.manifest import CACHE_DIR, MANIFEST_PATH, build_labels, build_manifest, manifest_json
+from tcv.manifest import (
+    CACHE_DIR,
+    LABEL_LAYOUT,
+    LABEL_MOUNT_PATH,
+    MANIFEST_PATH,
+    build_labels,
+    build_manifest,
+    manifest_json,
+)
+from tcv.metadata import group_filenames
 from tcv.registry import (
     AUTH,
     PLAIN_HTTP,
@@ -68,6 +81,8 @@ class CreateResult:
     bytes: int
     pushed: bool
     skipped: list[dict[str, str]] = field(default_factory=list)
+    layout: str | None = None  # where the kernels were found, for a nested layout
+    mount_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id)."""
@@ -120,11 +135,16 @@ def resolve_target(image: str, *, push: bool) -> CreateTarget:
     return CreateTarget(local=name, title=image_title(name), push_to=push_to)
 
 
-def scan_for_create(cache_dir: Path, *, include_launchers: bool = False) -> ScanResult:
-    """Scan and refuse what cannot make a faithful image: no kernels at all,
-    or kernels that could not be read (an image silently missing them would
-    recompile on every host)."""
-    scan = scan_cache(cache_dir, include_launchers=include_launchers)
+def scan_for_create(
+    cache_dir: Path, *, include_launchers: bool = False, source: str | None = None
+) -> ScanResult:
+    """Scan (the layout ``source`` names, else the one detected) and refuse
+    what cannot make a faithful image: no kernels at all, or kernels that
+    could not be read (an image silently missing them would recompile on every
+    host)."""
+    scan = scan_layout(cache_dir, source=source, include_launchers=include_launchers)
+    if scan.layout is not None and scan.layout.nested:
+        log.info("%s", scan.layout.describe(str(cache_dir)))
     unreadable = [s for s in scan.skipped if _IO_SKIP.search(s.reason)]
     if unreadable:
         first = unreadable[0]
@@ -194,25 +214,42 @@ def create_image(
     registry: RegistryOptions | None = None,
     include_launchers: bool = False,
     timestamp: int | None = None,
+    source: str | None = None,
+    mount_path: str | None = None,
 ) -> CreateResult:
-    """Build (and optionally push) the cache image of ``cache_dir`` as ``image``."""
+    """Build (and optionally push) the cache image of ``cache_dir`` as ``image``.
+
+    ``source``: the layout to pack (``triton``, ``inductor``, ``vllm``; None
+    detects it). ``mount_path``: write the group files for a read-only mount of
+    the image's cache tree at that path, as they are (SPEC §4 relocation done
+    at build time)."""
     if image_format not in buildah.FORMATS:
         raise UsageError(f"unknown image format {image_format!r}", "use --format oci or docker")
+    if mount_path is not None:
+        mount_path = check_mount_path(mount_path)
     target = resolve_target(image, push=push)
     registry = registry or RegistryOptions()
     mtime = source_date_epoch() if timestamp is None else timestamp
     root = Path(cache_dir)
     buildah.require_buildah()
-    scan = scan_for_create(root, include_launchers=include_launchers)
-    entries = scan.entries
+    scan = scan_for_create(root, include_launchers=include_launchers, source=source)
+    entries, contents = scan.entries, {}
+    if mount_path is not None:
+        entries, contents = groups_for_mount(scan, mount_path)
     # source_root records where the cache came from (SPEC §3); it lives in the
     # manifest, never as a path inside the tar.
     manifest = manifest_json(build_manifest(entries, str(root.resolve())))
-    labels = build_labels(entries, target.title)
+    labels = _labels(scan, entries, target.title, mount_path)
 
     with _staging() as stage:
         members = plan_layer(
-            root, entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
+            root,
+            entries,
+            manifest,
+            cache_dir=CACHE_DIR,
+            manifest_path=MANIFEST_PATH,
+            sources=scan.sources,
+            contents=contents,
         )
         layer = stage / "layer.tar"
         write_layer_file(members, layer, mtime=mtime)
@@ -238,7 +275,61 @@ def create_image(
         bytes=sum(e.bytes for e in entries),
         pushed=pushed,
         skipped=[{"path": s.path, "reason": s.reason} for s in scan.skipped],
+        layout=scan.layout.describe(str(root)) if scan.layout and scan.layout.nested else None,
+        mount_path=mount_path,
     )
+
+
+def _labels(
+    scan: ScanResult, entries: list[KernelEntry], title: str, mount_path: str | None
+) -> dict[str, str]:
+    labels = build_labels(entries, title)
+    if scan.layout is not None and scan.layout.nested:
+        labels[LABEL_LAYOUT] = scan.layout.label()
+    if mount_path is not None:
+        labels[LABEL_MOUNT_PATH] = mount_path
+    return labels
+
+
+def check_mount_path(path: str) -> str:
+    """``--mount-path``: an absolute, normalised directory path (UsageError, exit 3)."""
+    norm = posixpath.normpath(path)
+    if not path.startswith("/") or norm == "/" or ".." in norm.split("/"):
+        raise UsageError(
+            f"--mount-path {path!r} is not an absolute directory path",
+            "give where the image's io.triton.cache will be mounted, e.g. /triton-cache",
+        )
+    return norm
+
+
+def groups_for_mount(
+    scan: ScanResult, mount_path: str
+) -> tuple[list[KernelEntry], dict[str, bytes]]:
+    """Each entry's group files rewritten to name ``mount_path/<key>/…``: the
+    entries with those files' new sizes and digests (the manifest describes the
+    layer), and the new bytes by ``<key>/<file>``."""
+    from tcv.relocate import relocate_group
+
+    entries: list[KernelEntry] = []
+    contents: dict[str, bytes] = {}
+    for entry in scan.entries:
+        files = dict(entry.files)
+        for name in group_filenames(files):
+            path = scan.source_of(entry.key) / entry.key / name
+            try:
+                data = json.loads(path.read_bytes())
+            except OSError as err:
+                raise CreateError(f"cannot read {path}: {err.strerror or err}") from None
+            except ValueError:
+                continue  # the scan kept it; Triton treats it as a miss anyway
+            moved = relocate_group(data, posixpath.join(mount_path, entry.key))
+            if moved == data:
+                continue
+            text = json.dumps(moved).encode()  # json.dumps defaults, as Triton's put_group
+            contents[f"{entry.key}/{name}"] = text
+            files[name] = FileInfo(size=len(text), sha256=hashlib.sha256(text).hexdigest())
+        entries.append(replace(entry, files=files))
+    return entries, contents
 
 
 @contextlib.contextmanager
@@ -312,9 +403,14 @@ def write_build_context(
     root = Path(cache_dir)
     scan = scan_for_create(root, include_launchers=include_launchers)
     manifest = manifest_json(build_manifest(scan.entries, str(root.resolve())))
-    labels = build_labels(scan.entries, target.title)
+    labels = _labels(scan, scan.entries, target.title, None)
     members = plan_layer(
-        root, scan.entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
+        root,
+        scan.entries,
+        manifest,
+        cache_dir=CACHE_DIR,
+        manifest_path=MANIFEST_PATH,
+        sources=scan.sources,
     )
     path = write_context(Path(out), members, labels, image=target.local, mtime=mtime)
     return ContextResult(path, len(scan.entries), sum(e.bytes for e in scan.entries))

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from tcv.gpu.model import HostGpus
 from tcv.imageref import ImageRef
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
+from tcv.placement import Placement
 from tcv.progress import DirWatcher, Progress
 from tcv.pullguard import PullGuard, pull_cap
 from tcv.registry import RegistryOptions
@@ -242,13 +243,17 @@ def fetch_image(
     progress: Progress | None = None,
     triton_version: str | None = None,
     timeout: float | None = None,
+    on_description: Callable[[ImageDescription], None] | None = None,
 ) -> FetchedImage:
     """Preflight (the GPU check only when ``host`` is given), pull, unpack and
     verify ``ref`` into ``into`` (an empty directory the caller owns and removes).
     The pulled blobs are deleted once unpacked; ``cache_root`` holds the kernel
-    directories."""
+    directories. ``on_description`` sees the labels before any layer is pulled
+    (and may refuse by raising)."""
     progress = progress or Progress()
     desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
+    if on_description is not None:
+        on_description(desc)
     layout = into / "image"
     root = into / "root"
     root.mkdir(mode=0o700)
@@ -468,6 +473,8 @@ class ExtractReport:
     replaced: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     fitting: int = 0  # kernels that fit the host (or all, without the GPU check)
+    # With --for inductor/vllm: each directory installed into, and its counts.
+    destinations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def nothing_fits(self) -> bool:
@@ -475,14 +482,17 @@ class ExtractReport:
 
     def to_json(self) -> dict[str, Any]:
         """The ``tcv -e --json`` document (SPEC §2); replaced kernels count as installed."""
-        return {
+        doc: dict[str, Any] = {
             "image": self.image,
             "digest": self.digest,
             "dest": str(self.dest),
-            "installed": sorted(self.installed + self.replaced),
-            "present": sorted(self.present),
+            "installed": sorted(set(self.installed + self.replaced)),
+            "present": sorted(set(self.present)),
             "skipped": [{"key": k, "reason": r} for k, r in self.skipped],
         }
+        if self.destinations:
+            doc["destinations"] = self.destinations
+        return doc
 
 
 DIFFERING_REASON = "a different kernel is already installed under this key — --force replaces it"
@@ -498,16 +508,22 @@ def extract_image(
     force: bool = False,
     max_size: int | None = None,
     progress: Progress | None = None,
+    placements: Callable[[ImageDescription], list[Placement]] | None = None,
 ) -> ExtractReport:
     """The whole of ``tcv -e``. ``host`` None installs every kernel (``--no-gpu-check``).
+
+    ``placements`` (``--for``): the directories to install into, decided from
+    the image's labels before any layer is pulled; default: DEST alone.
 
     Raises :class:`IncompatibleError` when the preflight finds nothing that fits;
     a report where nothing fits per kernel is returned (the CLI exits 4).
     """
-    from tcv.compat import check_entries
-    from tcv.install import install_kernels, is_valid_key
-
     dest = Path(os.path.abspath(dest))  # group files name absolute paths
+    planned: list[Placement] = []
+
+    def decide(desc: ImageDescription) -> None:
+        planned.extend(placements(desc) if placements is not None else [Placement(dest)])
+
     with staging_dir("extract-") as stage:
         fetched = fetch_image(
             ref,
@@ -517,30 +533,88 @@ def extract_image(
             max_size=max_size,
             progress=progress,
             triton_version=triton_version,
+            on_description=decide,
         )
         report = ExtractReport(str(ref), fetched.digest, dest)
         report.entries = {e.key: e for e in fetched.entries}
         report.skipped.extend(fetched.skipped)
+        from tcv.install import is_valid_key
+
         candidates = []
         for e in fetched.entries:
             if is_valid_key(e.key):
                 candidates.append(e)
             else:
                 report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
-        if host is None:
-            fitting = [e.key for e in candidates]
-        else:
-            verdicts = check_entries(candidates, host, triton_version=triton_version)
-            fitting = verdicts.compatible
-            report.skipped.extend(verdicts.incompatible)
-        report.fitting = len(fitting)
-        if fitting:
-            result = install_kernels(fetched.cache_root, fitting, dest, force=force, move=True)
-            report.installed = result.installed
-            report.present = result.present
-            report.replaced = result.replaced
-            report.skipped.extend((k, DIFFERING_REASON) for k in result.differing)
+        _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
     return report
+
+
+def _install(
+    report: ExtractReport,
+    cache_root: Path,
+    candidates: list[KernelEntry],
+    planned: list[Placement],
+    host: HostGpus | None,
+    triton_version: str | None,
+    force: bool,
+) -> None:
+    """Install the fitting candidates into each placement (one: DEST)."""
+    from tcv.compat import check_entries
+    from tcv.install import install_kernels
+
+    if host is None:
+        fitting = [e.key for e in candidates]
+        per_gpu: dict[int, list[str]] = {}
+    else:
+        verdicts = check_entries(candidates, host, triton_version=triton_version)
+        fitting = verdicts.compatible
+        per_gpu = {g.index: list(verdicts.matched(g.index)) for g in host.gpus}
+        report.skipped.extend(verdicts.incompatible)
+    report.fitting = len(fitting)
+    if not fitting:
+        return
+    # A kernel may go to several directories: only the last may move it out of
+    # staging, the others copy.
+    last_use = {key: i for i, p in enumerate(planned) for key in _keys_for(p, fitting, per_gpu)}
+    for i, placement in enumerate(planned):
+        keys = _keys_for(placement, fitting, per_gpu)
+        if not keys:
+            if len(planned) > 1:
+                report.destinations.append(_destination(placement, None))
+            continue
+        copied = [k for k in keys if last_use[k] != i]
+        movable = [k for k in keys if last_use[k] == i]
+        parts = tuple(
+            install_kernels(cache_root, group, placement.dest, force=force, move=move)
+            for group, move in ((copied, False), (movable, True))
+            if group
+        )
+        for part in parts:
+            report.installed.extend(part.installed)
+            report.present.extend(part.present)
+            report.replaced.extend(part.replaced)
+            report.skipped.extend((k, DIFFERING_REASON) for k in part.differing)
+        if len(planned) > 1:
+            report.destinations.append(_destination(placement, parts))
+
+
+def _keys_for(
+    placement: Placement, fitting: list[str], per_gpu: Mapping[int, list[str]]
+) -> list[str]:
+    if placement.gpu is None:
+        return fitting
+    return [k for k in fitting if k in set(per_gpu.get(placement.gpu, ()))]
+
+
+def _destination(placement: Placement, results: tuple[Any, ...] | None) -> dict[str, Any]:
+    parts = results or ()
+    return {
+        "dest": str(placement.dest),
+        "gpu": placement.gpu,
+        "installed": sorted(k for r in parts for k in r.installed + r.replaced),
+        "present": sorted(k for r in parts for k in r.present),
+    }
 
 
 def image_entries(ref_text: str, registry_options: RegistryOptions) -> list[KernelEntry]:

@@ -21,7 +21,7 @@ import errno
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -91,9 +91,17 @@ def plan_layer(
     *,
     cache_dir: str = CACHE_DIR,
     manifest_path: str = MANIFEST_PATH,
+    sources: Mapping[str, Path] | None = None,
+    contents: Mapping[str, bytes] | None = None,
 ) -> list[Member]:
     """Every path of the layer, sorted: the kernel directories under
-    ``cache_dir`` (only the files the scan listed) and the manifest."""
+    ``cache_dir`` (only the files the scan listed) and the manifest.
+
+    ``sources``: the cache root of an entry found outside ``root`` (a nested
+    layout); ``contents``: the bytes of ``<key>/<file>`` when they are not the
+    file's on disk (group files rewritten for ``--mount-path``)."""
+    sources = sources or {}
+    contents = contents or {}
     members: dict[str, Member] = {}
 
     def add_dirs(path: str) -> None:
@@ -111,7 +119,12 @@ def plan_layer(
             rel = _check_relative(name)
             path = f"{entry_dir}/{rel}"
             add_dirs(path)
-            members[path] = Member(path, source=root / key / rel, size=info.size)
+            data = contents.get(f"{key}/{rel}")
+            if data is not None:
+                members[path] = Member(path, data=data, size=len(data))
+            else:
+                source = sources.get(key, root) / key / rel
+                members[path] = Member(path, source=source, size=info.size)
     add_dirs(manifest_path)
     members[manifest_path] = Member(manifest_path, data=manifest, size=len(manifest))
     return sorted(members.values(), key=lambda m: m.sort_key)

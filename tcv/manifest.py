@@ -27,6 +27,10 @@ LABEL_CACHE_SIZE = "cache.triton.image/cache-size-bytes"
 LABEL_VARIANT = "cache.triton.image/variant"
 LABEL_FORMAT_VERSION = "cache.triton.image/format-version"
 LABEL_TITLE = "org.opencontainers.image.title"
+# Where the kernels were found (tcv.layout: kind and roots), for a nested layout.
+LABEL_LAYOUT = "cache.triton.image/layout"
+# The path the group files name: a read-only mount of io.triton.cache there hits.
+LABEL_MOUNT_PATH = "cache.triton.image/mount-path"
 
 SUMMARY_MAX = 1 << 20
 MAX_TARGETS = 10_000

@@ -85,6 +85,16 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="extract: refuse layers that unpack to more than this "
         "(default: the image's cache-size-bytes label)",
     )
+    workload = cli.SwitchAttr(
+        ["--for"],
+        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
+        default="triton",
+        argname="WORKLOAD",
+        help="extract: where that workload's Triton reads — triton: DEST; inductor: "
+        "${TORCHINDUCTOR_CACHE_DIR:-<tempdir>/torchinductor_$USER}/triton/<i> for each GPU "
+        "index i, each with what fits GPU i; vllm: the vLLM tree the image recorded, under "
+        "$VLLM_CACHE_ROOT (-d names that directory instead)",
+    )
     verbose = cli.Flag(
         ["--verbose"],
         help="extract: one row per kernel (key, name, target, result, reason) instead of "
@@ -93,6 +103,24 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     include_launchers = cli.Flag(
         ["--include-launchers"],
         help="create: also pack the host-specific launcher/utils .so directories",
+    )
+    source = cli.SwitchAttr(
+        ["--from"],
+        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
+        default=None,
+        argname="LAYOUT",
+        help="create: the layout of DIR — a Triton cache (DIR/<KEY>/), an Inductor cache "
+        "directory (DIR/triton/<device>/<KEY>/) or a vLLM cache tree "
+        "(…/rank_<r>_<dp>/triton_cache/<KEY>/); default: detect it",
+    )
+    mount_path = cli.SwitchAttr(
+        ["--mount-path"],
+        str,
+        default=None,
+        argname="PATH",
+        help="create: write the group files for a read-only mount of the image's "
+        "io.triton.cache at PATH (Kubernetes ImageVolume, podman --mount type=image), "
+        "so Triton hits it as it is",
     )
 
     def main(self, *args: str) -> int:

@@ -114,10 +114,10 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
             from tcv.extract import image_entries
 
             return self.image, list(image_entries(self.image, self.registry_options()))
-        from tcv.cache import default_cache_dir, scan_cache
+        from tcv.cache import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()
-        return str(root), list(scan_cache(root).entries)
+        return str(root), list(scan_layout(root).entries)
 
     # No annotation on DIR: plumbum would try to convert with "str | None".
     def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]

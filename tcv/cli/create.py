@@ -17,13 +17,16 @@ from tcv.output import human_bytes, render_json
 
 def render_human(result: Any) -> str:
     """What a person sees after ``tcv -c``: the reference and digest first."""
-    lines = [
+    lines = [f"layout:  {result.layout}"] if getattr(result, "layout", None) else []
+    lines += [
         f"image:   {result.image}",
         f"digest:  {result.digest}",
         f"kernels: {result.entries} ({human_bytes(result.bytes)})",
     ]
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
+    if getattr(result, "mount_path", None):
+        lines.append(f"mount:   group files name {result.mount_path}/<KEY>/ (read-only mount)")
     if result.pushed:
         lines.append(f"pushed:  {result.image}")
     else:
@@ -49,6 +52,8 @@ def run_create(app: Any) -> int:
             push=bool(app.push),
             registry=app.registry_options(),
             include_launchers=bool(app.include_launchers),
+            source=str(app.source).lower() if app.source else None,
+            mount_path=app.mount_path,
         )
     print(render_json(result.to_json()) if app.json else render_human(result))
     return 0

@@ -29,10 +29,14 @@ def run_extract(app: Any) -> int:
     if app.no_gpu_check and app.gpu_specs:
         raise UsageError("--no-gpu-check and --gpu contradict each other", "pass only one")
     ref = resolve_image(app.image)
-    dest = Path(app.directory).expanduser() if app.directory else default_cache_dir(os.environ)
-    # Group files name absolute paths: a relative DEST would make every kernel miss
-    # as soon as Triton runs from another directory.
-    dest = Path(os.path.abspath(dest))
+    workload = str(getattr(app, "workload", None) or "triton").lower()
+    if workload == "triton":
+        dest = Path(app.directory).expanduser() if app.directory else default_cache_dir(os.environ)
+        # Group files name absolute paths: a relative DEST would make every kernel miss
+        # as soon as Triton runs from another directory.
+        dest = Path(os.path.abspath(dest))
+    else:
+        dest = _workload_base(workload, app.directory)
     opts = app.registry_options()
     host = None
     if not app.no_gpu_check:
@@ -48,12 +52,37 @@ def run_extract(app: Any) -> int:
             force=bool(app.force),
             max_size=app.max_size,
             progress=for_output(bool(app.json)),
+            placements=None if workload == "triton" else _planner(workload, dest, host),
         )
     if app.json:
         print(render_json(report.to_json()))
     else:
         print(render_report(report, verbose=bool(app.verbose)))
     return EXIT_INCOMPATIBLE if report.nothing_fits else EXIT_OK
+
+
+def _workload_base(workload: str, directory: str | None) -> Path:
+    import getpass
+
+    from tcv.placement import base_dir
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return base_dir(workload, directory, os.environ, user=user, home=os.path.expanduser("~"))
+
+
+def _planner(workload: str, base: Path, host: Any) -> Any:
+    """``--for``: the directories to install into, from the image's layout label."""
+    from tcv.layout import parse_label
+    from tcv.manifest import LABEL_LAYOUT
+    from tcv.placement import plan
+
+    def placements(desc: Any) -> Any:
+        return plan(workload, base, host, parse_label(desc.labels.get(LABEL_LAYOUT)))
+
+    return placements
 
 
 def render_report(report: ExtractReport, *, verbose: bool = False) -> str:
@@ -72,6 +101,12 @@ def render_report(report: ExtractReport, *, verbose: bool = False) -> str:
         f"{len(report.installed) + len(report.replaced)} installed, "
         f"{len(report.present)} already present, {len(report.skipped)} skipped"
     )
+    for d in report.destinations:
+        gpu = "" if d["gpu"] is None else f" (GPU {d['gpu']})"
+        lines.append(
+            f"  {d['dest']}{gpu}: {len(d['installed'])} installed, "
+            f"{len(d['present'])} already present"
+        )
     lines.append(f"{report.image} ({report.digest or 'no digest'}) -> {report.dest}: {counts}")
     if report.nothing_fits:
         lines.append("nothing in the image fits this host — see the reasons above")

@@ -34,8 +34,11 @@ class Scan(TcvApplication, JsonOption):
 
     DIR is a Triton cache root, the directory holding one KEY directory per
     compiled kernel (default: $TRITON_CACHE_DIR, else $TRITON_HOME/.triton/cache,
-    else ~/.triton/cache — the order Triton uses). Every file is read and
-    hashed; nothing is written.
+    else ~/.triton/cache — the order Triton uses), or a directory that holds
+    such roots deeper: an Inductor cache directory (DIR/triton/<device>/) or a
+    vLLM cache tree (…/rank_<r>_<dp>/triton_cache/); the first line then says
+    which it is and where the kernels are. Every file is read and hashed;
+    nothing is written.
 
     The table shows each kernel's key (shortened), name, target
     (backend:arch/warp size), the Triton version that compiled it, its PTX ISA
@@ -46,14 +49,15 @@ class Scan(TcvApplication, JsonOption):
 
     With --json the output is {"root", "entries": [{"key", "name", "backend",
     "arch", "warp_size", "triton_version", "ptx_version", "files", "bytes"}],
-    "skipped": [{"path", "reason"}]}; arch is a string, ptx_version Triton's
+    "skipped": [{"path", "reason"}]}, plus "layout": {"kind", "roots": [{"path",
+    "device"}]} when the kernels were found deeper than DIR; arch is a string, ptx_version Triton's
     integer form (84 for PTX ISA 8.4) or null, paths are relative to root.
 
     Exit status: 0 when DIR was scanned (even with nothing in it), 3 when DIR
     does not exist or is not a directory.
     """
 
-    USAGE = "    tcv scan [DIR] [--json] [--include-launchers]\n"
+    USAGE = "    tcv scan [DIR] [--from triton|inductor|vllm] [--json] [--include-launchers]\n"
 
     include_launchers = cli.Flag(
         ["--include-launchers"],
@@ -61,15 +65,27 @@ class Scan(TcvApplication, JsonOption):
         "skipping them",
     )
 
+    source = cli.SwitchAttr(
+        ["--from"],
+        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
+        default=None,
+        argname="LAYOUT",
+        help="the layout of DIR: triton (DIR/<KEY>/), inductor (DIR/triton/<device>/<KEY>/) "
+        "or vllm (…/rank_<r>_<dp>/triton_cache/<KEY>/); default: detect it",
+    )
+
     # No annotation on DIR: plumbum would try to convert with "str | None".
     def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
-        from tcv.cache import default_cache_dir, scan_cache
+        from tcv.cache import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()
-        result = scan_cache(root, include_launchers=self.include_launchers)
+        source = str(self.source).lower() if self.source else None
+        result = scan_layout(root, source=source, include_launchers=self.include_launchers)
         if self.json:
             print(render_json(result.to_json()))
             return 0
+        if result.layout is not None and result.layout.nested:
+            print(result.layout.describe(str(root)))
         if result.entries:
             rows = [
                 (

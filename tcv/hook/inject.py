@@ -28,8 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tcv.hook.idmap import host_owner
-from tcv.hook.paths import BindView, container_cache_dir, open_in_container, passwd_home
-from tcv.hook.state import ContainerConfig, HookError, Mount, State, load_config
+from tcv.hook.paths import (
+    BindView,
+    container_cache_dir,
+    container_user,
+    open_in_container,
+    passwd_home,
+)
+from tcv.hook.state import ANNOTATION_FOR, ContainerConfig, HookError, Mount, State, load_config
 from tcv.hook.store import Store, default_root, in_user_namespace, resolve
 
 log = logging.getLogger(__name__)
@@ -90,16 +96,22 @@ class InjectReport:
         return text + "".join(f"; {n}" for n in self.notes)
 
 
-def image_home(view: BindView, uid: int) -> str | None:
-    """The home of ``uid`` from the image's ``/etc/passwd``, read inside the root
-    (never through a link that leaves it)."""
+def image_passwd(view: BindView) -> str | None:
+    """The image's ``/etc/passwd``, read inside the root (never through a link
+    that leaves it)."""
     try:
         with open_in_container(view, "/etc") as etc:
             fd = os.open("passwd", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=etc.fd)
     except (HookError, OSError):
         return None
     with os.fdopen(fd, "r", errors="replace") as f:
-        return passwd_home(f.read(1 << 20), uid)
+        return f.read(1 << 20)
+
+
+def image_home(view: BindView, uid: int) -> str | None:
+    """The home of ``uid`` from the image's ``/etc/passwd``."""
+    passwd = image_passwd(view)
+    return passwd_home(passwd, uid) if passwd is not None else None
 
 
 def cache_path_of(state: State, config: ContainerConfig, view: BindView) -> str:
@@ -107,7 +119,10 @@ def cache_path_of(state: State, config: ContainerConfig, view: BindView) -> str:
     home = config.env.get("HOME", "").strip() or image_home(view, config.uid)
     if not home:
         home = "/root" if config.uid == 0 else "/"
-    return container_cache_dir(annotations, config.env, home)
+    user = None
+    if annotations.get(ANNOTATION_FOR, "").strip():
+        user = container_user(config.env, image_passwd(view), config.uid)
+    return container_cache_dir(annotations, config.env, home, user)
 
 
 def visible_gpus(config: ContainerConfig, env: Mapping[str, str]):  # type: ignore[no-untyped-def]

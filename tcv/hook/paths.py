@@ -20,14 +20,16 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv.hook.state import ANNOTATION_DIR, ContainerConfig, HookError, Mount
+from tcv.hook.state import ANNOTATION_DIR, ANNOTATION_FOR, ContainerConfig, HookError, Mount
 
 MAX_SYMLINKS = 40  # as Linux's path walk (MAXSYMLINKS)
+_UNSAFE_USER = re.compile(r'[\\/:*?"<>|]')  # replaced by "_" in Inductor's default dir
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -36,9 +38,18 @@ def _clean(path: str) -> str:
 
 
 def container_cache_dir(
-    annotations: Mapping[str, str], env: Mapping[str, str], home: str | None
+    annotations: Mapping[str, str],
+    env: Mapping[str, str],
+    home: str | None,
+    user: str | None = None,
 ) -> str:
-    """The Triton cache path inside the container (absolute, normalised)."""
+    """The Triton cache path inside the container (absolute, normalised).
+
+    ``cache.triton.image/inject-for=inductor`` (when neither ``inject-dir`` nor
+    ``TRITON_CACHE_DIR`` is set) picks the directory Inductor points Triton at
+    for device 0: ``${TORCHINDUCTOR_CACHE_DIR:-$TMPDIR/torchinductor_<user>}/triton/0``
+    (PyTorch ``torch/_inductor/runtime/cache_dir_utils.py``); ``user`` is the
+    container user's name, as ``getpass.getuser()`` would find it."""
     explicit = annotations.get(ANNOTATION_DIR, "").strip()
     if explicit:
         if not explicit.startswith("/"):
@@ -50,10 +61,41 @@ def container_cache_dir(
     for candidate in (env.get("TRITON_CACHE_DIR", "").strip(),):
         if candidate.startswith("/"):
             return _clean(candidate)
+    workload = annotations.get(ANNOTATION_FOR, "").strip().lower() or "triton"
+    if workload == "inductor":
+        return _inductor_dir(env, user)
+    if workload != "triton":
+        raise HookError(
+            f"annotation {ANNOTATION_FOR}={workload!r} is not a workload the hook serves",
+            "use triton or inductor; for vLLM set inject-dir to the rank's triton_cache",
+        )
     triton_home = env.get("TRITON_HOME", "").strip()
     if triton_home.startswith("/"):
         return _clean(posixpath.join(triton_home, ".triton", "cache"))
     return _clean(posixpath.join(home or "/", ".triton", "cache"))
+
+
+def _inductor_dir(env: Mapping[str, str], user: str | None) -> str:
+    base = env.get("TORCHINDUCTOR_CACHE_DIR", "").strip()
+    if not base.startswith("/"):
+        tmp = env.get("TMPDIR", "").strip()
+        tmp = tmp if tmp.startswith("/") else "/tmp"
+        name = _UNSAFE_USER.sub("_", user or "root")
+        base = posixpath.join(tmp, f"torchinductor_{name}")
+    return _clean(posixpath.join(base, "triton", "0"))
+
+
+def container_user(env: Mapping[str, str], passwd: str | None, uid: int) -> str | None:
+    """The user name ``getpass.getuser()`` returns in the container: ``LOGNAME``,
+    ``USER``, ``LNAME``, ``USERNAME``, else the passwd entry of ``uid``."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if value := env.get(name, "").strip():
+            return value
+    for line in (passwd or "").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].strip() == str(uid) and fields[0]:
+            return fields[0]
+    return None
 
 
 def passwd_home(passwd: str, uid: int) -> str | None:

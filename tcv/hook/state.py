@@ -18,6 +18,7 @@ from tcv.errors import TcvError
 ANNOTATION_INJECT = "cache.triton.image/inject"
 ANNOTATION_DIR = "cache.triton.image/inject-dir"
 ANNOTATION_POLICY = "cache.triton.image/inject-policy"
+ANNOTATION_FOR = "cache.triton.image/inject-for"
 
 POLICY_STRICT = "strict"
 POLICY_OPEN = "fail-open"

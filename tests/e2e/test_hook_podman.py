@@ -310,6 +310,27 @@ def test_bind_mount_and_annotation_dir(setup, expected, tmp_path):
     assert sorted(os.listdir(host / "triton" / "kernels")) == ["NEW"]
 
 
+@pytest.mark.parametrize(
+    ("env", "path"),
+    [
+        pytest.param({"TORCHINDUCTOR_CACHE_DIR": "/ind"}, "/ind/triton/0", id="inductor-dir"),
+        pytest.param({"USER": "app"}, "/tmp/torchinductor_app/triton/0", id="default-dir"),
+    ],
+)
+def test_inject_for_inductor_serves_inductors_device_0_directory(setup, expected, env, path):
+    """TRITON_CACHE_DIR unset: Inductor reads cache_dir()/triton/<device>; the
+    annotation makes the hook serve device 0's directory there."""
+    res = setup.pod.run(
+        setup.busybox,
+        ["sh", "-c", LIST, "-", path],
+        annotations=_inject(setup, **{"cache.triton.image/inject-for": "inductor"}),
+        env={"HOME": "/root", **env},
+    )
+    assert res.exit_code == 0, res.stderr
+    _check(res.stdout, sorted(expected), "0:0", path)
+    assert f") at {path} " in setup.log_text()
+
+
 def test_user_namespace_maps_the_owner(setup, expected):
     res = setup.pod.run(
         setup.busybox,

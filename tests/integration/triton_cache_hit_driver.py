@@ -2,6 +2,7 @@
 
 Run as ``python triton_cache_hit_driver.py`` with ``TRITON_CACHE_DIR`` set; prints
 one JSON line: ``{"cache_hit": bool, "hash": str, "paths": {file: path}}``.
+``TCV_PROBE_BLOCK`` (default 256) changes the constexpr, making another kernel.
 
 The signal comes from Triton itself: ``triton.compile`` calls the
 ``knobs.compilation.listener`` once per compile with ``cache_hit=True`` when it
@@ -15,6 +16,7 @@ source from its module file.
 from __future__ import annotations
 
 import json
+import os
 
 import triton
 import triton.language as tl
@@ -40,7 +42,7 @@ def main() -> None:
     src = ASTSource(
         fn=cache_hit_probe,
         signature={"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
-        constexprs={"BLOCK": 256},
+        constexprs={"BLOCK": int(os.environ.get("TCV_PROBE_BLOCK", "256"))},
     )
     triton.compile(src, target=GPUTarget("cuda", 90, 32))
     if len(seen) != 1:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tcv.hook.paths import BindView, container_cache_dir, open_in_container, passwd_home
+from tcv.hook.paths import (
+    BindView,
+    container_cache_dir,
+    container_user,
+    open_in_container,
+    passwd_home,
+)
 from tcv.hook.state import ContainerConfig, HookError, Mount
 
 
@@ -209,3 +215,37 @@ def test_later_mount_hides_earlier_at_same_destination(world):
     )
     with pytest.raises(HookError, match="non-bind mount"):
         open_in_container(view, "/cache/x", create=True)
+
+
+FOR_INDUCTOR = {"cache.triton.image/inject-for": "inductor"}
+
+
+@pytest.mark.parametrize(
+    ("env", "user", "expected"),
+    [
+        pytest.param({}, "app", "/tmp/torchinductor_app/triton/0", id="default"),
+        pytest.param(
+            {"TMPDIR": "/scratch"}, "a:b", "/scratch/torchinductor_a_b/triton/0", id="tmp"
+        ),
+        pytest.param(
+            {"TORCHINDUCTOR_CACHE_DIR": "/ind"}, "app", "/ind/triton/0", id="inductor-cache-dir"
+        ),
+        pytest.param({"TRITON_CACHE_DIR": "/t"}, "app", "/t", id="triton-cache-dir-wins"),
+        pytest.param({}, None, "/tmp/torchinductor_root/triton/0", id="no-user"),
+    ],
+)
+def test_inject_for_inductor_picks_device_0_of_the_inductor_cache(env, user, expected):
+    assert container_cache_dir(FOR_INDUCTOR, env, "/home/app", user) == expected
+
+
+def test_inject_for_an_unknown_workload_is_refused():
+    with pytest.raises(HookError, match="not a workload the hook serves"):
+        container_cache_dir({"cache.triton.image/inject-for": "vllm"}, {}, "/", "u")
+
+
+def test_container_user_is_found_as_getpass_finds_it():
+    passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+    assert container_user({"USER": "svc"}, passwd, 1000) == "svc"
+    assert container_user({}, passwd, 1000) == "app"
+    assert container_user({}, passwd, 5) is None
+    assert container_user({}, None, 0) is None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ from tcv import buildah
 from tcv.cache import ScanResult, scan_cache
 from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
 from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
-from tcv.layer import plan_layer, source_date_epoch, write_layer_file
+from tcv.kernel import KernelEntry
+from tcv.layer import Member, plan_layer, source_date_epoch, write_layer_file
 from tcv.manifest import CACHE_DIR, MANIFEST_PATH, build_labels, build_manifest, manifest_json
+from tcv.merge import MergedCache, merge_scans, source_root
 from tcv.registry import RegistryOptions
 from tcv.staging import staging_dir, staging_root
 
@@ -179,8 +181,52 @@ def _push_error(err: ToolError, image: str) -> Exception:
     return CreateError(f"built {image} but cannot push it: {detail}", kept)
 
 
+CacheDirs = Path | str | Sequence[Path | str]
+
+
+def cache_dirs(cache_dir: CacheDirs) -> list[Path]:
+    """``-d`` as a list of directories (it may be given once per build host)."""
+    if isinstance(cache_dir, (str, Path)):
+        return [Path(cache_dir)]
+    dirs = [Path(d) for d in cache_dir]
+    if not dirs:
+        raise UsageError("create needs the Triton cache to pack", "pass -d DIR")
+    return dirs
+
+
+@dataclass(frozen=True)
+class PackedCaches:
+    """The kernels of every ``-d`` cache, merged, and where they came from."""
+
+    merged: MergedCache
+    source: str  # the manifest's source_root
+
+    @property
+    def entries(self) -> list[KernelEntry]:
+        return self.merged.entries
+
+    def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:
+        """The layer of ``entries`` (default: all) with their own manifest."""
+        chosen = self.entries if entries is None else list(entries)
+        manifest = manifest_json(build_manifest(chosen, self.source))
+        return plan_layer(
+            Path("."),
+            chosen,
+            manifest,
+            cache_dir=CACHE_DIR,
+            manifest_path=MANIFEST_PATH,
+            roots=self.merged.roots,
+        )
+
+
+def pack_caches(dirs: Sequence[Path], *, include_launchers: bool = False) -> PackedCaches:
+    """Scan every cache (each refused alone when it is unusable) and merge them."""
+    scans = [(d, scan_for_create(d, include_launchers=include_launchers)) for d in dirs]
+    return PackedCaches(merge_scans(scans), source_root(dirs))
+
+
 def create_image(
-    cache_dir: Path | str,
+    cache_dir: CacheDirs,
     image: str,
     *,
     image_format: str = "oci",
@@ -188,28 +234,43 @@ def create_image(
     registry: RegistryOptions | None = None,
     include_launchers: bool = False,
     timestamp: int | None = None,
+    split_by_target: bool = False,
 ) -> CreateResult:
-    """Build (and optionally push) the cache image of ``cache_dir`` as ``image``."""
-    if image_format not in buildah.FORMATS:
-        raise UsageError(f"unknown image format {image_format!r}", "use --format oci or docker")
+    """Build (and optionally push) the cache image of ``cache_dir`` (one
+    directory, or several merged) as ``image``. ``split_by_target`` makes a
+    fleet image (:mod:`tcv.fleet`); ``image_format`` ``artifact`` an OCI
+    artifact (:mod:`tcv.artifact`)."""
+    formats = (*buildah.FORMATS, "artifact")
+    if image_format not in formats:
+        raise UsageError(
+            f"unknown image format {image_format!r}", "use --format oci, docker or artifact"
+        )
+    if split_by_target and image_format == "artifact":
+        raise UsageError(
+            "--split-by-target makes an image index of images, not of artifacts",
+            "drop --format artifact, or --split-by-target",
+        )
     target = resolve_target(image, push=push)
     registry = registry or RegistryOptions()
     mtime = source_date_epoch() if timestamp is None else timestamp
-    root = Path(cache_dir)
+    dirs = cache_dirs(cache_dir)
+    if image_format == "artifact":
+        from tcv.artifact import create_artifact
+
+        packed = pack_caches(dirs, include_launchers=include_launchers)
+        return create_artifact(packed, target, registry, mtime=mtime)
     buildah.require_buildah()
-    scan = scan_for_create(root, include_launchers=include_launchers)
-    entries = scan.entries
-    # source_root records where the cache came from (SPEC §3); it lives in the
-    # manifest, never as a path inside the tar.
-    manifest = manifest_json(build_manifest(entries, str(root.resolve())))
+    packed = pack_caches(dirs, include_launchers=include_launchers)
+    if split_by_target:
+        from tcv.fleet import create_fleet
+
+        return create_fleet(packed, target, image_format, registry, mtime=mtime)
+    entries = packed.entries
     labels = build_labels(entries, target.title)
 
     with _staging() as stage:
-        members = plan_layer(
-            root, entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
-        )
         layer = stage / "layer.tar"
-        write_layer_file(members, layer, mtime=mtime)
+        write_layer_file(packed.members(), layer, mtime=mtime)
         image_id = _build(layer, labels, target.local, image_format, mtime, stage)
         try:
             digest = buildah.image_digest(target.local)
@@ -217,12 +278,7 @@ def create_image(
             raise _create_error(err) from None
         pushed = False
         if target.push_to:
-            try:
-                digest = buildah.push(
-                    target.local, target.push_to, registry, digestfile=stage / "digest"
-                )
-            except ToolError as err:
-                raise _push_error(err, target.local) from None
+            digest = push_image(target, registry, stage)
             pushed = True
     return CreateResult(
         image=target.local,
@@ -231,8 +287,17 @@ def create_image(
         entries=len(entries),
         bytes=sum(e.bytes for e in entries),
         pushed=pushed,
-        skipped=[{"path": s.path, "reason": s.reason} for s in scan.skipped],
+        skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
     )
+
+
+def push_image(target: CreateTarget, registry: RegistryOptions, stage: Path) -> str:
+    """``buildah push`` of the built image; its registry digest."""
+    assert target.push_to is not None
+    try:
+        return buildah.push(target.local, target.push_to, registry, digestfile=stage / "digest")
+    except ToolError as err:
+        raise _push_error(err, target.local) from None
 
 
 @contextlib.contextmanager
@@ -290,7 +355,7 @@ class ContextResult:
 
 
 def write_build_context(
-    cache_dir: Path | str,
+    cache_dir: CacheDirs,
     image: str,
     out: Path | str,
     *,
@@ -303,12 +368,7 @@ def write_build_context(
 
     target = resolve_target(image, push=False)
     mtime = source_date_epoch() if timestamp is None else timestamp
-    root = Path(cache_dir)
-    scan = scan_for_create(root, include_launchers=include_launchers)
-    manifest = manifest_json(build_manifest(scan.entries, str(root.resolve())))
-    labels = build_labels(scan.entries, target.title)
-    members = plan_layer(
-        root, scan.entries, manifest, cache_dir=CACHE_DIR, manifest_path=MANIFEST_PATH
-    )
-    path = write_context(Path(out), members, labels, image=target.local, mtime=mtime)
-    return ContextResult(path, len(scan.entries), sum(e.bytes for e in scan.entries))
+    packed = pack_caches(cache_dirs(cache_dir), include_launchers=include_launchers)
+    labels = build_labels(packed.entries, target.title)
+    path = write_context(Path(out), packed.members(), labels, image=target.local, mtime=mtime)
+    return ContextResult(path, len(packed.entries), sum(e.bytes for e in packed.entries))

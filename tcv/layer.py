@@ -21,7 +21,7 @@ import errno
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -91,9 +91,12 @@ def plan_layer(
     *,
     cache_dir: str = CACHE_DIR,
     manifest_path: str = MANIFEST_PATH,
+    roots: Mapping[str, Path] | None = None,
 ) -> list[Member]:
     """Every path of the layer, sorted: the kernel directories under
-    ``cache_dir`` (only the files the scan listed) and the manifest."""
+    ``cache_dir`` (only the files the scan listed) and the manifest. A kernel
+    is read from ``root``, or from ``roots[key]`` when several caches are
+    merged (:mod:`tcv.merge`)."""
     members: dict[str, Member] = {}
 
     def add_dirs(path: str) -> None:
@@ -111,7 +114,8 @@ def plan_layer(
             rel = _check_relative(name)
             path = f"{entry_dir}/{rel}"
             add_dirs(path)
-            members[path] = Member(path, source=root / key / rel, size=info.size)
+            base = roots.get(entry.key, root) if roots else root
+            members[path] = Member(path, source=base / key / rel, size=info.size)
     add_dirs(manifest_path)
     members[manifest_path] = Member(manifest_path, data=manifest, size=len(manifest))
     return sorted(members.values(), key=lambda m: m.sort_key)

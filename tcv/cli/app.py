@@ -58,18 +58,25 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="image reference: a registry name (docker://), containers-storage:NAME, "
         "oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE",
     )
-    directory = cli.SwitchAttr(
+    directories = cli.SwitchAttr(
         ["-d", "--dir"],
         str,
+        list=True,
         argname="DIR",
-        help="create: the Triton cache to pack; extract: where to install (default "
-        "$TRITON_CACHE_DIR, else $TRITON_HOME/.triton/cache, else ~/.triton/cache)",
+        help="create: the Triton cache to pack (repeatable: the caches are merged); "
+        "extract: where to install (default $TRITON_CACHE_DIR, else "
+        "$TRITON_HOME/.triton/cache, else ~/.triton/cache)",
     )
     image_format = cli.SwitchAttr(
         ["--format"],
-        cli.Set("oci", "docker", case_sensitive=False),
+        cli.Set("oci", "docker", "artifact", case_sensitive=False),
         default="oci",
-        help="create: image and layer media types",
+        help="create: image and layer media types, or an OCI 1.1 artifact "
+        "(application/vnd.triton.cache.v1)",
+    )
+    split_by_target = cli.Flag(
+        ["--split-by-target"],
+        help="create: one image per GPU target under one OCI image index (a fleet image)",
     )
     push = cli.Flag(["--push"], help="create: push the image to its registry after building")
     no_gpu_check = cli.Flag(
@@ -88,6 +95,16 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         ["--include-launchers"],
         help="create: also pack the host-specific launcher/utils .so directories",
     )
+
+    @property
+    def directory(self) -> str | None:
+        """The one ``-d`` of extract (create reads :attr:`directories`)."""
+        if len(self.directories) > 1:
+            raise UsageError(
+                f"-d is given {len(self.directories)} times, but extract installs into one DEST",
+                "pass -d once",
+            )
+        return self.directories[0] if self.directories else None
 
     def main(self, *args: str) -> int:
         if args:

@@ -1,8 +1,8 @@
 """``tcv -c -i IMAGE -d DIR``: build a cache image from a Triton cache (SPEC §2).
 
 Called by :class:`tcv.cli.app.Tcv` when ``-c`` is given; the switches are
-declared there (image, directory, image_format, push, tls_verify, authfile,
-creds, include_launchers, json).
+declared there (image, directories, image_format, split_by_target, push,
+tls_verify, authfile, creds, include_launchers, json).
 """
 
 from __future__ import annotations
@@ -36,19 +36,20 @@ def run_create(app: Any) -> int:
 
     if not app.image:
         raise UsageError("create needs an image name", "pass -i IMAGE (e.g. -i quay.io/org/name)")
-    if not app.directory:
+    if not app.directories:
         raise UsageError(
             "create needs the Triton cache to pack",
             "pass -d DIR (Triton's default cache is ~/.triton/cache)",
         )
     with sigterm_as_interrupt():
         result = create_image(
-            Path(app.directory).expanduser(),
+            [Path(d).expanduser() for d in app.directories],
             app.image,
             image_format=str(app.image_format).lower(),
             push=bool(app.push),
             registry=app.registry_options(),
             include_launchers=bool(app.include_launchers),
+            split_by_target=bool(app.split_by_target),
         )
     print(render_json(result.to_json()) if app.json else render_human(result))
     return 0

@@ -69,10 +69,14 @@ class CreateResult:
     bytes: int
     pushed: bool
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # A fleet image (--split-by-target): one {"target", "image", "entries"} per entry.
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "image"  # "image", "index" or "artifact"
 
     def to_json(self) -> dict[str, Any]:
-        """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id)."""
-        return {
+        """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id; the
+        targets of a fleet image)."""
+        doc: dict[str, Any] = {
             "image": self.image,
             "digest": self.digest,
             "id": self.image_id,
@@ -80,6 +84,11 @@ class CreateResult:
             "bytes": self.bytes,
             "pushed": self.pushed,
         }
+        if self.kind != "image":
+            doc["kind"] = self.kind
+        if self.targets:
+            doc["targets"] = list(self.targets)
+        return doc
 
 
 def image_title(reference: str) -> str:

@@ -17,11 +17,14 @@ from tcv.output import human_bytes, render_json
 
 def render_human(result: Any) -> str:
     """What a person sees after ``tcv -c``: the reference and digest first."""
+    digest = result.digest or "- (an image index gets its digest when pushed)"
     lines = [
         f"image:   {result.image}",
-        f"digest:  {result.digest}",
+        f"digest:  {digest}",
         f"kernels: {result.entries} ({human_bytes(result.bytes)})",
     ]
+    for t in result.targets:
+        lines.append(f"target:  {t['target']} ({t['entries']} kernels) as {t['image']}")
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
     if result.pushed:

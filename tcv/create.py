@@ -259,15 +259,16 @@ def create_image(
             "--split-by-target makes an image index of images, not of artifacts",
             "drop --format artifact, or --split-by-target",
         )
-    target = resolve_target(image, push=push)
     registry = registry or RegistryOptions()
     mtime = source_date_epoch() if timestamp is None else timestamp
     dirs = cache_dirs(cache_dir)
     if image_format == "artifact":
-        from tcv.artifact import create_artifact
+        from tcv.artifact import artifact_destination, create_artifact
 
+        artifact_destination(image, push=push)  # a bad IMAGE fails before the scan
         packed = pack_caches(dirs, include_launchers=include_launchers)
-        return create_artifact(packed, target, registry, mtime=mtime)
+        return create_artifact(packed, image, push, registry, mtime=mtime)
+    target = resolve_target(image, push=push)
     buildah.require_buildah()
     packed = pack_caches(dirs, include_launchers=include_launchers)
     if split_by_target:

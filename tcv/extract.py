@@ -56,6 +56,9 @@ class ImageDescription:
     labels: dict[str, str]
     summary: dict[str, Any] | None  # the summary label, decoded
     targets: list[Target] | None  # None: the image has no (readable) summary label
+    kind: str = "image"  # "image", "index" (a fleet image) or "artifact"
+    # A fleet index: each image entry, described by its annotations.
+    entries: tuple[ImageDescription, ...] = ()
 
     @property
     def entry_count(self) -> int | None:
@@ -66,13 +69,22 @@ class ImageDescription:
         return _int_label(self.labels, LABEL_CACHE_SIZE)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tcv inspect --json`` document (SPEC §2)."""
-        return {
+        """The ``tcv inspect --json`` document (SPEC §2); a fleet index adds
+        ``kind`` and one ``manifests`` item per entry."""
+        doc: dict[str, Any] = {
             "image": str(self.ref),
             "digest": self.digest,
             "labels": dict(self.labels),
             "summary": self.summary,
         }
+        if self.kind != "image":
+            doc["kind"] = self.kind
+        if self.entries:
+            doc["manifests"] = [
+                {"digest": e.digest, "annotations": dict(e.labels), "summary": e.summary}
+                for e in self.entries
+            ]
+        return doc
 
 
 def _int_label(labels: Mapping[str, str], name: str) -> int | None:
@@ -83,7 +95,9 @@ def _int_label(labels: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDescription:
+def describe(
+    ref: ImageRef, digest: str, labels: Mapping[str, str], kind: str = "image"
+) -> ImageDescription:
     """Decode the summary label (pure). An unreadable summary is treated as absent,
     with a warning: the per-kernel check after the pull still decides."""
     from tcv.manifest import ManifestError, parse_summary
@@ -98,13 +112,61 @@ def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDesc
             summary = decoded if isinstance(decoded, dict) else {"targets": decoded}
         except (ValueError, ManifestError) as err:
             log.warning("ignoring the unreadable summary label of %s: %s", ref, err)
-    return ImageDescription(ref, digest, dict(labels), summary, targets)
+    return ImageDescription(ref, digest, dict(labels), summary, targets, kind)
+
+
+def describe_index(
+    ref: ImageRef, digest: str, manifest: Mapping[str, Any]
+) -> ImageDescription | None:
+    """A fleet index from its raw JSON (pure): each entry described by its
+    annotations (:mod:`tcv.fleet`). None when no entry carries a summary: an
+    index of ordinary images (one per platform), read the usual way."""
+    from tcv.fleet import index_entries
+
+    children = tuple(
+        describe(ref.pinned(e.digest), e.digest, e.annotations) for e in index_entries(manifest)
+    )
+    if not any(c.targets is not None for c in children):
+        return None
+    targets = [t for c in children for t in c.targets or []]
+    from tcv.manifest import summary_json
+
+    summary = json.loads(summary_json(targets))
+    labels: dict[str, str] = {}
+    for name in (LABEL_ENTRY_COUNT, LABEL_CACHE_SIZE):
+        values = [_int_label(c.labels, name) for c in children]
+        if all(v is not None for v in values):
+            labels[name] = str(sum(v for v in values if v is not None))
+    return ImageDescription(ref, digest, labels, summary, targets, "index", children)
 
 
 def inspect_image(
     ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None
 ) -> ImageDescription:
-    """Digest and labels of ``ref``, without downloading a layer."""
+    """Digest and labels of ``ref``, without downloading a layer.
+
+    The raw manifest comes first (one request): a fleet index is described by
+    its entries' annotations, an artifact by its manifest annotations, and
+    only an ordinary image needs its config (``skopeo inspect``).
+    """
+    from tcv.artifact import is_artifact
+    from tcv.fleet import is_index
+
+    raw = skopeo.inspect_raw(ref, opts, timeout=timeout)
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        manifest = None
+    if isinstance(manifest, dict):
+        digest = skopeo.manifest_digest(raw)
+        if is_index(manifest):
+            desc = describe_index(ref, digest, manifest)
+            if desc is not None:
+                return desc
+        elif is_artifact(manifest):
+            ann = manifest.get("annotations")
+            labels = {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}
+            return describe(ref, digest, labels, kind="artifact")
     info = skopeo.inspect(ref, opts, timeout=timeout)
     return describe(ref, info.digest, info.labels)
 
@@ -146,14 +208,46 @@ def preflight(
     of its summary fits ``host``. An image without a summary passes: its kernels
     are judged one by one after the pull."""
     desc = inspect_image(ref, opts, timeout=timeout)
+    check_fits(desc, host, triton_version)
+    return desc
+
+
+def check_fits(desc: ImageDescription, host: HostGpus, triton_version: str | None) -> None:
+    """Raise :class:`IncompatibleError` when no target of ``desc`` fits ``host``."""
     if desc.targets is None:
-        log.info("%s has no summary label: checking its kernels after the pull", ref)
-        return desc
+        log.info("%s has no summary label: checking its kernels after the pull", desc.ref)
+        return
     verdicts = preflight_verdicts(desc, host, triton_version)
     if verdicts and all(reason is not None for _, reason in verdicts):
         why = "; ".join(f"{target_label(t)} ({reason})" for t, reason in verdicts)
-        raise IncompatibleError(f"nothing in {ref} fits this host: {why}", NO_FIT_HINT)
-    return desc
+        raise IncompatibleError(f"nothing in {desc.ref} fits this host: {why}", NO_FIT_HINT)
+
+
+def choose_entries(
+    desc: ImageDescription, host: HostGpus | None, triton_version: str | None = None
+) -> list[ImageDescription]:
+    """The entries of a fleet index to download for ``host`` (all without one):
+    those with a target that fits, and those without a summary (judged per
+    kernel after the pull). Raises :class:`IncompatibleError` when none is left."""
+    if host is None:
+        return list(desc.entries)
+    chosen = []
+    for entry in desc.entries:
+        if entry.targets is None or any(
+            reason is None for _, reason in preflight_verdicts(entry, host, triton_version)
+        ):
+            chosen.append(entry)
+    if not chosen:
+        check_fits(desc, host, triton_version)  # names every target and why
+        raise IncompatibleError(f"nothing in {desc.ref} fits this host", NO_FIT_HINT)
+    log.info(
+        "%s: downloading %d of %d images (%s)",
+        desc.ref,
+        len(chosen),
+        len(desc.entries),
+        ", ".join(e.labels.get("cache.triton.image/target", e.digest) for e in chosen),
+    )
+    return chosen
 
 
 # ---------------------------------------------------------------- fetching
@@ -198,13 +292,14 @@ def fetch_image(
     progress: Progress | None = None,
     triton_version: str | None = None,
     timeout: float | None = None,
+    desc: ImageDescription | None = None,
 ) -> FetchedImage:
     """Preflight (when ``host`` is given), pull, unpack and verify ``ref`` into
     ``into`` (an empty directory the caller owns and removes). The pulled blobs
-    are deleted once unpacked; ``cache_root`` holds the kernel directories."""
+    are deleted once unpacked; ``cache_root`` holds the kernel directories.
+    ``desc``: what an earlier read of the manifest said (no preflight then)."""
     progress = progress or Progress()
-    desc = None
-    if host is not None:
+    if desc is None and host is not None:
         desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
     layout = into / "image"
     root = into / "root"
@@ -229,6 +324,49 @@ def fetch_image(
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
     return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
+
+
+def fetch_images(
+    ref: ImageRef,
+    opts: RegistryOptions,
+    into: Path,
+    *,
+    host: HostGpus | None = None,
+    strict: bool = True,
+    max_size: int | None = None,
+    progress: Progress | None = None,
+    triton_version: str | None = None,
+    timeout: float | None = None,
+) -> tuple[ImageDescription, list[FetchedImage]]:
+    """Read the manifest of ``ref`` once, then pull what this host needs: of a
+    fleet index only the entries whose targets fit ``host`` (every entry
+    without one), of anything else the one image. ``strict``: an image whose
+    summary fits nothing stops here too (``tcv -e``; ``tcv check`` reports per
+    kernel instead). An index with no fitting entry always stops here (exit 4)."""
+    desc = inspect_image(ref, opts, timeout=timeout)
+    if desc.kind != "index":
+        if host is not None and strict:
+            check_fits(desc, host, triton_version)
+        one = fetch_image(
+            ref, opts, into, max_size=max_size, progress=progress, timeout=timeout, desc=desc
+        )
+        return desc, [one]
+    fetched = []
+    for i, entry in enumerate(choose_entries(desc, host, triton_version)):
+        part = into / f"part-{i}"
+        part.mkdir(mode=0o700)
+        fetched.append(
+            fetch_image(
+                entry.ref,
+                opts,
+                part,
+                max_size=max_size,
+                progress=progress,
+                timeout=timeout,
+                desc=entry,
+            )
+        )
+    return desc, fetched
 
 
 def _config_labels(layout: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -411,11 +549,8 @@ def extract_image(
     Raises :class:`IncompatibleError` when the preflight finds nothing that fits;
     a report where nothing fits per kernel is returned (the CLI exits 4).
     """
-    from tcv.compat import check_entries
-    from tcv.install import install_kernels, is_valid_key
-
     with staging_dir("extract-") as stage:
-        fetched = fetch_image(
+        desc, parts = fetch_images(
             ref,
             opts,
             stage,
@@ -424,34 +559,59 @@ def extract_image(
             progress=progress,
             triton_version=triton_version,
         )
-        report = ExtractReport(str(ref), fetched.digest, dest)
-        report.entries = {e.key: e for e in fetched.entries}
-        report.skipped.extend(fetched.skipped)
-        candidates = []
-        for e in fetched.entries:
-            if is_valid_key(e.key):
-                candidates.append(e)
-            else:
-                report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
-        if host is None:
-            fitting = [e.key for e in candidates]
-        else:
-            verdicts = check_entries(candidates, host, triton_version=triton_version)
-            fitting = verdicts.compatible
-            report.skipped.extend(verdicts.incompatible)
-        report.fitting = len(fitting)
-        if fitting:
-            result = install_kernels(fetched.cache_root, fitting, dest, force=force, move=True)
-            report.installed = result.installed
-            report.present = result.present
-            report.replaced = result.replaced
-            report.skipped.extend((k, DIFFERING_REASON) for k in result.differing)
+        report = ExtractReport(str(ref), desc.digest or parts[0].digest, dest)
+        for fetched in parts:
+            _install_part(fetched, report, dest, host, triton_version, force)
     return report
 
 
-def image_entries(ref_text: str, registry_options: RegistryOptions) -> list[KernelEntry]:
+def _install_part(
+    fetched: FetchedImage,
+    report: ExtractReport,
+    dest: Path,
+    host: HostGpus | None,
+    triton_version: str | None,
+    force: bool,
+) -> None:
+    """Filter and install the kernels of one pulled image into ``dest``."""
+    from tcv.compat import check_entries
+    from tcv.install import install_kernels, is_valid_key
+
+    report.entries.update({e.key: e for e in fetched.entries})
+    report.skipped.extend(fetched.skipped)
+    candidates = []
+    for e in fetched.entries:
+        if is_valid_key(e.key):
+            candidates.append(e)
+        else:
+            report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
+    if host is None:
+        fitting = [e.key for e in candidates]
+    else:
+        verdicts = check_entries(candidates, host, triton_version=triton_version)
+        fitting = verdicts.compatible
+        report.skipped.extend(verdicts.incompatible)
+    report.fitting += len(fitting)
+    if fitting:
+        result = install_kernels(fetched.cache_root, fitting, dest, force=force, move=True)
+        report.installed.extend(result.installed)
+        report.present.extend(result.present)
+        report.replaced.extend(result.replaced)
+        report.skipped.extend((k, DIFFERING_REASON) for k in result.differing)
+
+
+def image_entries(
+    ref_text: str,
+    registry_options: RegistryOptions,
+    host: HostGpus | None = None,
+    triton_version: str | None = None,
+) -> list[KernelEntry]:
     """The kernel entries of an image, for ``tcv check -i``: the image is pulled
-    and verified in staging (the manifest lives in the layer), then removed."""
+    and verified in staging (the manifest lives in the layer), then removed. Of
+    a fleet index only the entries that fit ``host`` are pulled."""
     ref = parse_image_ref(ref_text)
     with staging_dir("check-") as stage:
-        return fetch_image(ref, registry_options, stage).entries
+        _, parts = fetch_images(
+            ref, registry_options, stage, host=host, strict=False, triton_version=triton_version
+        )
+        return [e for part in parts for e in part.entries]

@@ -83,6 +83,19 @@ def inspect(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = Non
     return parse_inspect(ref, result.stdout)
 
 
+def inspect_raw(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None) -> bytes:
+    """The manifest of ``ref`` exactly as stored — an image manifest, an image
+    index or an artifact manifest — in one registry request (no config, no layer)."""
+    argv = ["skopeo", "inspect", "--raw", *_access_args(ref, opts), ref.skopeo()]
+    try:
+        result = run(argv, what=f"inspect {ref}", timeout=timeout)
+    except ToolError as err:
+        if err.returncode is None:
+            raise
+        raise _not_found(err, ref) from None
+    return result.stdout.encode()
+
+
 def parse_inspect(ref: ImageRef, stdout: str) -> ImageInfo:
     """The fields TCV needs from ``skopeo inspect`` JSON output."""
     try:

@@ -29,6 +29,8 @@ def render_human(result: Any) -> str:
         lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
     if result.pushed:
         lines.append(f"pushed:  {result.image}")
+    elif result.kind == "artifact":
+        lines.append("pushed:  no (an OCI layout; publish with skopeo copy IMAGE docker://...)")
     else:
         lines.append("pushed:  no (in local storage; publish with --push or buildah push)")
     return "\n".join(lines)

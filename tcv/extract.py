@@ -26,7 +26,7 @@ from typing import Any
 from tcv import skopeo
 from tcv.errors import ExtractError, IncompatibleError
 from tcv.gpu.model import HostGpus
-from tcv.imageref import ImageRef, parse_image_ref
+from tcv.imageref import OCI, ImageRef, parse_image_ref
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
 from tcv.progress import DirWatcher, Progress
@@ -293,11 +293,13 @@ def fetch_image(
     triton_version: str | None = None,
     timeout: float | None = None,
     desc: ImageDescription | None = None,
+    from_layout: Path | None = None,
 ) -> FetchedImage:
     """Preflight (when ``host`` is given), pull, unpack and verify ``ref`` into
     ``into`` (an empty directory the caller owns and removes). The pulled blobs
     are deleted once unpacked; ``cache_root`` holds the kernel directories.
-    ``desc``: what an earlier read of the manifest said (no preflight then)."""
+    ``desc``: what an earlier read of the manifest said (no preflight then);
+    ``from_layout``: the local OCI layout whose entry ``desc.digest`` to read."""
     progress = progress or Progress()
     if desc is None and host is not None:
         desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
@@ -306,7 +308,11 @@ def fetch_image(
     root.mkdir(mode=0o700)
     progress.start("pull")
     with DirWatcher(layout, progress):
-        skopeo.copy_to_dir(ref.pinned(desc.digest if desc else ""), opts, layout, timeout=timeout)
+        if from_layout is not None and desc is not None:
+            copy_from_oci_layout(from_layout, desc.digest, layout)
+        else:
+            pinned = ref.pinned(desc.digest if desc else "")
+            skopeo.copy_to_dir(pinned, opts, layout, timeout=timeout)
     progress.finish()
     raw, manifest = skopeo.read_dir_manifest(layout)
     digest = desc.digest if desc and desc.digest else skopeo.manifest_digest(raw)
@@ -351,6 +357,9 @@ def fetch_images(
             ref, opts, into, max_size=max_size, progress=progress, timeout=timeout, desc=desc
         )
         return desc, [one]
+    # skopeo 1.9 has no digest references into an OCI layout: an entry of an
+    # index there is read from the layout's own blobs.
+    from_layout = Path(ref.name.partition(":")[0]) if ref.transport == OCI else None
     fetched = []
     for i, entry in enumerate(choose_entries(desc, host, triton_version)):
         part = into / f"part-{i}"
@@ -364,9 +373,53 @@ def fetch_images(
                 progress=progress,
                 timeout=timeout,
                 desc=entry,
+                from_layout=from_layout,
             )
         )
     return desc, fetched
+
+
+def copy_from_oci_layout(layout_dir: Path, digest: str, dest: Path) -> None:
+    """The entry ``digest`` of a local OCI layout as a ``dir:`` layout (what
+    ``skopeo copy`` writes): its manifest and the blobs it names, each checked
+    against its digest while copied."""
+    import hashlib
+
+    blobs = layout_dir / "blobs" / "sha256"
+    dest.mkdir(mode=0o700)
+
+    def copy(want: str, to: Path) -> None:
+        name = skopeo.blob_path(layout_dir, want).name
+        h = hashlib.sha256()
+        try:
+            with open(blobs / name, "rb") as src, open(to, "wb") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+        except OSError as err:
+            raise ExtractError(
+                f"cannot read blob {want} of the OCI layout {layout_dir}: {err.strerror or err}",
+                "check the layout (skopeo copy it again)",
+            ) from None
+        if "sha256:" + h.hexdigest() != want:
+            raise ExtractError(
+                f"blob {want} of the OCI layout {layout_dir} does not match its digest",
+                "the layout is damaged: copy the image again",
+            )
+
+    copy(digest, dest / skopeo.DIR_MANIFEST)
+    raw = (dest / skopeo.DIR_MANIFEST).read_bytes()
+    (dest / "version").write_text("Directory Transport Version: 1.1\n")
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise ExtractError(f"entry {digest} of the OCI layout {layout_dir} is not JSON") from None
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    descs = [config] if isinstance(config, Mapping) else []
+    descs += [d for d in manifest.get("layers") or [] if isinstance(d, Mapping)]
+    for d in descs:
+        if isinstance(d.get("digest"), str):
+            copy(d["digest"], dest / skopeo.blob_path(dest, d["digest"]).name)
 
 
 def _config_labels(layout: Path, manifest: Mapping[str, Any]) -> dict[str, str]:

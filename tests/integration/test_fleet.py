@@ -250,6 +250,15 @@ def test_a_plain_skopeo_copy_gets_the_first_image(fleet, tmp_path):
     assert json.loads(done.stdout)["installed"] == RUNNERS["cuda80"]
 
 
+def test_a_fleet_image_in_an_oci_layout_gives_each_host_its_own(fleet, tmp_path):
+    layout = f"oci:{tmp_path / 'layout'}:t"
+    h.skopeo_copy(f"docker://{fleet.ref}", layout, "--all")
+    got = extract(layout, tmp_path / "dest", tmp_path / "st", "hip:gfx942", "hip:gfx1100")
+    assert got.returncode == 0, got.stderr
+    installed = json.loads(got.stdout)["installed"]
+    assert sorted(installed) == sorted(RUNNERS["gfx942"] + RUNNERS["gfx1100"])
+
+
 def test_no_gpu_check_installs_every_target(fleet, tmp_path):
     dest = tmp_path / "dest"
     got = h.run_tcv(

@@ -259,6 +259,11 @@ def create_image(
             "--split-by-target makes an image index of images, not of artifacts",
             "drop --format artifact, or --split-by-target",
         )
+    if split_by_target and image_format != "oci":
+        raise UsageError(
+            "--split-by-target makes an OCI image index",
+            "drop --format docker: a Docker manifest list cannot carry the target annotations",
+        )
     registry = registry or RegistryOptions()
     mtime = source_date_epoch() if timestamp is None else timestamp
     dirs = cache_dirs(cache_dir)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcv import buildah
-from tcv.errors import CreateError, ToolError, UsageError
+from tcv.errors import CreateError, ToolError
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import (
     LABEL_CACHE_SIZE,
@@ -157,11 +157,6 @@ def create_fleet(packed: Any, target: Any, image_format: str, registry: Any, *, 
     from tcv.create import CreateResult, _build, _push_error, _staging
     from tcv.layer import write_layer_file
 
-    if image_format != "oci":
-        raise UsageError(
-            "--split-by-target makes an OCI image index",
-            "drop --format docker: a Docker manifest list cannot carry the target annotations",
-        )
     groups = group_by_target(packed.entries)
     built: list[tuple[TargetGroup, str]] = []
     done = False

@@ -9,8 +9,10 @@ shows which blobs each host downloaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +173,20 @@ def test_index_entries_carry_target_and_their_own_summary(fleet):
 def test_the_same_caches_give_the_same_index_digest(registry, caches, fleet, tmp_path):
     _, digest = build_fleet(registry, caches, tmp_path / "st", "again-" + uuid.uuid4().hex[:6])
     assert digest == fleet.digest
+
+
+def test_tcv_build_makes_the_same_fleet_image(registry, caches, fleet, tmp_path):
+    ref = registry.ref(f"tcv-it/fleet:build-{uuid.uuid4().hex[:6]}")
+    argv = [*map(str, caches), "-t", ref, "--split-by-target", "--push", "--tls-verify=false"]
+    built = subprocess.run(
+        [str(Path(sys.executable).with_name("tcv-build")), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCV_STAGING_ROOT": str(tmp_path / "st")},
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == fleet.digest
 
 
 # ---------------------------------------------------------------- hosts

@@ -26,7 +26,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcv.errors import CreateError, UsageError
 from tcv.imageref import DOCKER, OCI, parse_image_ref
@@ -36,6 +36,10 @@ from tcv.manifest import (
     LABEL_VARIANT,
     build_labels,
 )
+
+if TYPE_CHECKING:
+    from tcv.create import CreateResult, PackedCaches
+    from tcv.registry import RegistryOptions
 
 ARTIFACT_TYPE = "application/vnd.triton.cache.v1"
 LAYER_TYPE = "application/vnd.triton.cache.layer.v1.tar+gzip"
@@ -170,9 +174,10 @@ def artifact_destination(image: str, *, push: bool) -> tuple[str, str, str]:
     return f"docker://{ref.name}", ref.name, image_title(ref.name)
 
 
-def create_artifact(packed: Any, image: str, push: bool, registry: Any, *, mtime: int) -> Any:
-    """Write the artifact of ``packed`` (:class:`tcv.create.PackedCaches`) and
-    copy it to ``image``; returns a :class:`tcv.create.CreateResult`."""
+def create_artifact(
+    packed: PackedCaches, image: str, push: bool, registry: RegistryOptions, *, mtime: int
+) -> CreateResult:
+    """Write the artifact of ``packed`` and copy it to ``image``."""
     from tcv import skopeo
     from tcv.create import CreateResult, _staging
     from tcv.errors import ToolError

@@ -23,10 +23,10 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcv import buildah
-from tcv.errors import CreateError, ToolError
+from tcv.errors import CreateError, TcvError, ToolError
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import (
     LABEL_CACHE_SIZE,
@@ -36,6 +36,10 @@ from tcv.manifest import (
     build_summary,
     summary_json,
 )
+
+if TYPE_CHECKING:
+    from tcv.create import CreateResult, CreateTarget, PackedCaches
+    from tcv.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +152,15 @@ def parse_index(raw: bytes) -> list[IndexEntry]:
 # ---------------------------------------------------------------- create
 
 
-def create_fleet(packed: Any, target: Any, image_format: str, registry: Any, *, mtime: int) -> Any:
-    """Build one image per target group, the index over them, and push with ``--all``.
-
-    ``packed`` is :class:`tcv.create.PackedCaches`, ``target`` the
-    :class:`tcv.create.CreateTarget`; returns a :class:`tcv.create.CreateResult`.
-    """
+def create_fleet(
+    packed: PackedCaches,
+    target: CreateTarget,
+    image_format: str,
+    registry: RegistryOptions,
+    *,
+    mtime: int,
+) -> CreateResult:
+    """Build one image per target group, the index over them, and push with ``--all``."""
     from tcv.create import CreateResult, _build, _push_error, _staging
     from tcv.layer import write_layer_file
 
@@ -185,7 +192,12 @@ def create_fleet(packed: Any, target: Any, image_format: str, registry: Any, *, 
                     target.local, target.push_to, registry, digestfile=stage / "digest"
                 )
             except ToolError as err:
-                raise _push_error(err, target.local) from None
+                failed = _push_error(err, target.local)
+                if isinstance(failed, TcvError) and failed.hint:
+                    failed.hint = failed.hint.replace(
+                        "buildah push", "buildah manifest push --all --format oci"
+                    )
+                raise failed from None
             pushed = True
     return CreateResult(
         image=target.local,

@@ -432,3 +432,20 @@ def test_a_kernel_from_the_fleet_is_a_real_triton_hit(registry, caches, tmp_path
     assert json.loads(got.stdout)["installed"] == [entry.key]
     at_b = _compile(b, home)
     assert at_b["cache_hit"] is True and at_b["hash"] == first["hash"]
+
+
+# ---------------------------------------------------------------- the hook's store
+
+
+def test_the_hook_store_keeps_every_image_of_a_fleet_index(fleet, tmp_path):
+    from tcv.hook.store import Resolved, Store
+    from tcv.registry import RegistryOptions
+
+    store = Store(tmp_path / "store")
+    resolved = Resolved(f"docker://{fleet.ref}", fleet.digest, local=False)
+    stored = store.fill(resolved, RegistryOptions(tls_verify=False), timeout=120)
+    want = sorted(k for keys in RUNNERS.values() for k in keys)
+    assert sorted(e.key for e in stored.entries) == want
+    assert sorted(p.name for p in stored.cache_root.iterdir()) == want
+    assert store.get(fleet.digest) is not None
+    assert not list((tmp_path / "store" / "tmp").iterdir())

@@ -87,3 +87,73 @@ def test_index_entries_read_annotations():
         ("sha256:bb", None),
     ]
     assert not is_index({"schemaVersion": 2, "layers": []})
+
+
+# ---------------------------------------------------------------- reading an index
+
+
+def _index(groups) -> dict:
+    return {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"digest": f"sha256:{i:064x}", "annotations": g.annotations()}
+            for i, g in enumerate(groups)
+        ],
+    }
+
+
+def test_an_index_is_described_by_its_entries(groups):
+    from tcv.extract import describe_index
+    from tcv.imageref import parse_image_ref
+
+    desc = describe_index(parse_image_ref("q.io/x:1"), "sha256:" + "f" * 64, _index(groups))
+    assert desc is not None and desc.kind == "index"
+    assert len(desc.entries) == 5 and len(desc.targets or []) == 5
+    assert desc.entry_count == 7
+    assert str(desc.entries[2].ref) == f"q.io/x@sha256:{2:064x}"
+    doc = desc.to_json()
+    assert doc["kind"] == "index" and len(doc["manifests"]) == 5
+
+
+def test_a_platform_index_without_summaries_is_read_as_an_image():
+    from tcv.extract import describe_index
+    from tcv.imageref import parse_image_ref
+
+    plain = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"os": "linux"}}]}
+    assert describe_index(parse_image_ref("q.io/x:1"), "", plain) is None
+
+
+@pytest.mark.parametrize(
+    ("gpus", "want"),
+    [
+        pytest.param([("cuda", "90", 32)], ["cuda:90:32:3.9.0"], id="h100"),
+        pytest.param(
+            [("cuda", "90", 32), ("hip", "gfx942", 64)],
+            ["cuda:90:32:3.9.0", "hip:gfx942:64:3.9.0"],
+            id="mixed",
+        ),
+    ],
+)
+def test_entries_are_chosen_by_the_hosts_gpus(groups, gpus, want):
+    from tcv.extract import choose_entries, describe_index
+    from tcv.gpu.model import Gpu, HostGpus
+    from tcv.imageref import parse_image_ref
+
+    desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))
+    host = HostGpus(tuple(Gpu(i, *g) for i, g in enumerate(gpus)), (13, 4))
+    chosen = choose_entries(desc, host, "3.9.0")
+    assert [e.labels[ANNOTATION_TARGET] for e in chosen] == want
+
+
+def test_no_fitting_entry_is_exit_4_naming_every_target(groups):
+    from tcv.errors import IncompatibleError
+    from tcv.extract import choose_entries, describe_index
+    from tcv.gpu.model import Gpu, HostGpus
+    from tcv.imageref import parse_image_ref
+
+    desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))
+    with pytest.raises(IncompatibleError) as err:
+        choose_entries(desc, HostGpus((Gpu(0, "cuda", "75", 32),), (12, 4)), None)
+    assert err.value.exit_code == 4
+    assert "hip:gfx1100:32" in err.value.line() and "cuda:80:32" in err.value.line()

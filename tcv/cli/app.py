@@ -26,7 +26,9 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
 
     -c builds an image from the cache in -d DIR with buildah (one reproducible layer
     holding io.triton.cache/<KEY>/ and io.triton.manifest/manifest.json, and the
-    cache.triton.image/* labels) and, with --push, pushes it. -e reads the image's
+    cache.triton.image/* labels) and, with --push, pushes it; -d may be repeated (the
+    caches are merged), --split-by-target makes one image per GPU target under one
+    OCI image index (a fleet image) and --format artifact an OCI artifact. -e reads the image's
     labels first and stops before any layer is downloaded when nothing fits this
     host's GPUs; otherwise it pulls, verifies and installs each fitting kernel
     atomically into DEST, rewriting Triton's group files so Triton finds them there.

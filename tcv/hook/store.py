@@ -401,22 +401,35 @@ class Store:
         import shutil
         import tempfile
 
-        from tcv.extract import fetch_images
+        from tcv.extract import fetch_image, fetch_images
         from tcv.imageref import parse_image_ref
         from tcv.manifest import build_manifest
 
         self.sweep()
         work = Path(tempfile.mkdtemp(prefix="fill-", dir=self.root / "tmp"))
         try:
-            # The store is shared by containers with different GPUs: of a fleet
-            # index every image is kept, and each view takes what its GPUs run.
-            desc, parts = fetch_images(
-                parse_image_ref(resolved.source),
-                opts,  # type: ignore[arg-type]
-                work,
-                max_size=max_size,
-                timeout=timeout,
-            )
+            ref = parse_image_ref(resolved.source)
+            if resolved.local:
+                # Local storage holds images (skopeo 1.9 cannot read a list there):
+                # one copy, no manifest read first, as the first start needs.
+                one = fetch_image(
+                    ref,
+                    opts,  # type: ignore[arg-type]
+                    work,
+                    max_size=max_size,
+                    timeout=timeout,
+                )
+                desc, parts = one.description, [one]
+            else:
+                # The store is shared by containers with different GPUs: of a fleet
+                # index every image is kept, and each view takes what its GPUs run.
+                desc, parts = fetch_images(
+                    ref,
+                    opts,  # type: ignore[arg-type]
+                    work,
+                    max_size=max_size,
+                    timeout=timeout,
+                )
             cache_root = Path(parts[0].cache_root)
             if len(parts) > 1:
                 cache_root = _merge_parts([Path(p.cache_root) for p in parts], work / "cache")
@@ -428,10 +441,10 @@ class Store:
             entries = [e for p in parts for e in p.entries]
             record = {
                 "digest": resolved.digest,
-                "fetched_digest": desc.digest or parts[0].digest,
+                "fetched_digest": (desc.digest if desc else "") or parts[0].digest,
                 "image": resolved.source,
                 "cache": str(rel),
-                "labels": dict(desc.labels if desc.kind == "index" else parts[0].labels),
+                "labels": dict(desc.labels if desc and desc.kind == "index" else parts[0].labels),
                 "manifest": build_manifest(entries, str(cache_root)),
             }
             tmp_record = work / f"{STORE_FILE}.tmp"

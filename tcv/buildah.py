@@ -126,6 +126,53 @@ def image_digest_argv(image: str) -> list[str]:
     return [BUILDAH, "inspect", "--type=image", "--format={{.FromImageDigest}}", image]
 
 
+def manifest_create_argv(name: str) -> list[str]:
+    return [BUILDAH, "manifest", "create", name]
+
+
+def manifest_add_argv(name: str, image: str) -> list[str]:
+    return [BUILDAH, "manifest", "add", name, image]
+
+
+def _csv_field(text: str) -> str:
+    """One value of a string-slice flag: pflag reads ``--annotation`` as CSV,
+    so a value with commas or quotes (JSON) must be one quoted CSV field."""
+    if not any(c in text for c in ',"\n\r'):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def manifest_annotate_argv(name: str, digest: str, annotations: Mapping[str, str]) -> list[str]:
+    argv = [BUILDAH, "manifest", "annotate"]
+    for key in sorted(annotations):
+        argv.append("--annotation=" + _csv_field(f"{key}={annotations[key]}"))
+    argv += [name, digest]
+    return argv
+
+
+def manifest_push_argv(
+    name: str, destination: str, options: RegistryOptions, *, digestfile: Path | str
+) -> list[str]:
+    # --format oci: an OCI image index, whose entries may carry annotations
+    # (a Docker manifest list has no annotations field).
+    return [
+        BUILDAH,
+        "manifest",
+        "push",
+        "--all",
+        "--quiet",
+        "--format=oci",
+        *options.args(),
+        f"--digestfile={digestfile}",
+        name,
+        destination,
+    ]
+
+
+def manifest_rm_argv(name: str) -> list[str]:
+    return [BUILDAH, "manifest", "rm", name]
+
+
 # ---------------------------------------------------------------- calls
 
 
@@ -192,6 +239,46 @@ def push(image: str, destination: str, options: RegistryOptions, *, digestfile: 
         return digestfile.read_text().strip()
     except OSError:
         return ""
+
+
+def manifest_create(name: str) -> str:
+    """Create the empty list ``name``; return its ID."""
+    out = run(manifest_create_argv(name), what=f"create the image index {name}").stdout
+    return out.strip().splitlines()[-1].strip() if out.strip() else ""
+
+
+def manifest_add(name: str, image: str) -> str:
+    """Add local ``image`` to the list ``name``; return the manifest digest
+    buildah records for it (it prints ``LIST-ID: DIGEST``)."""
+    out = run(manifest_add_argv(name, image), what=f"add {image} to the image index").stdout
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    return last.rsplit(" ", 1)[-1]
+
+
+def manifest_annotate(name: str, digest: str, annotations: Mapping[str, str]) -> None:
+    run(manifest_annotate_argv(name, digest, annotations), what=f"annotate {digest} in {name}")
+
+
+def manifest_push(
+    name: str, destination: str, options: RegistryOptions, *, digestfile: Path
+) -> str:
+    """Push the list and every image in it; return the index digest in the registry."""
+    run(
+        manifest_push_argv(name, destination, options, digestfile=digestfile),
+        what=f"push {name} to {destination.removeprefix('docker://')}",
+    )
+    try:
+        return digestfile.read_text().strip()
+    except OSError:
+        return ""
+
+
+def manifest_remove(name: str) -> Result | None:
+    """Remove the list ``name`` if there is one (never raises)."""
+    try:
+        return run(manifest_rm_argv(name), check=False, what=f"remove image index {name}")
+    except ToolError:
+        return None
 
 
 def remove_container(container: str) -> Result | None:

@@ -23,7 +23,7 @@ import json
 import logging
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from tcv.cache import ScanResult, scan_layout
 from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
 from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
 from tcv.kernel import FileInfo, KernelEntry
-from tcv.layer import plan_layer, source_date_epoch, write_layer_file
+from tcv.layer import Member, plan_layer, source_date_epoch, write_layer_file
+from tcv.layout import Layout
 from tcv.manifest import (
     CACHE_DIR,
     LABEL_LAYOUT,
@@ -43,6 +44,7 @@ from tcv.manifest import (
     build_manifest,
     manifest_json,
 )
+from tcv.merge import MergedCache, merge_scans, source_root
 from tcv.metadata import group_filenames
 from tcv.registry import (
     AUTH,
@@ -83,10 +85,14 @@ class CreateResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     layout: str | None = None  # where the kernels were found, for a nested layout
     mount_path: str | None = None
+    # A fleet image (--split-by-target): one {"target", "image", "entries"} per entry.
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "image"  # "image", "index" or "artifact"
 
     def to_json(self) -> dict[str, Any]:
-        """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id)."""
-        return {
+        """``tcv -c --json``: image, digest, entries, bytes, pushed (+ id; the
+        targets of a fleet image)."""
+        doc: dict[str, Any] = {
             "image": self.image,
             "digest": self.digest,
             "id": self.image_id,
@@ -94,6 +100,11 @@ class CreateResult:
             "bytes": self.bytes,
             "pushed": self.pushed,
         }
+        if self.kind != "image":
+            doc["kind"] = self.kind
+        if self.targets:
+            doc["targets"] = list(self.targets)
+        return doc
 
 
 def image_title(reference: str) -> str:
@@ -205,8 +216,91 @@ def _push_error(err: ToolError, image: str) -> Exception:
     return CreateError(f"built {image} but cannot push it: {detail}", kept)
 
 
+CacheDirs = Path | str | Sequence[Path | str]
+
+
+def cache_dirs(cache_dir: CacheDirs) -> list[Path]:
+    """``-d`` as a list of directories (it may be given once per build host)."""
+    if isinstance(cache_dir, (str, Path)):
+        return [Path(cache_dir)]
+    dirs = [Path(d) for d in cache_dir]
+    if not dirs:
+        raise UsageError("create needs the Triton cache to pack", "pass -d DIR")
+    return dirs
+
+
+@dataclass(frozen=True)
+class PackedCaches:
+    """The kernels of every ``-d`` cache, merged, and where they came from."""
+
+    merged: MergedCache
+    source: str  # the manifest's source_root
+    contents: dict[str, bytes] = field(default_factory=dict)  # rewritten group files
+    layout: Layout | None = None  # a nested layout found in the (first) cache
+    layout_text: str | None = None
+    mount_path: str | None = None
+
+    @property
+    def entries(self) -> list[KernelEntry]:
+        return self.merged.entries
+
+    def labels(self, entries: Sequence[KernelEntry], title: str) -> dict[str, str]:
+        """The SPEC §3 labels of ``entries``, plus the layout and the mount path."""
+        labels = build_labels(list(entries), title)
+        if self.layout is not None and self.layout.nested:
+            labels[LABEL_LAYOUT] = self.layout.label()
+        if self.mount_path is not None:
+            labels[LABEL_MOUNT_PATH] = self.mount_path
+        return labels
+
+    def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:
+        """The layer of ``entries`` (default: all) with their own manifest."""
+        chosen = self.entries if entries is None else list(entries)
+        # source_root records where the cache came from (SPEC §3); it lives in
+        # the manifest, never as a path inside the tar.
+        manifest = manifest_json(build_manifest(chosen, self.source))
+        return plan_layer(
+            Path("."),
+            chosen,
+            manifest,
+            cache_dir=CACHE_DIR,
+            manifest_path=MANIFEST_PATH,
+            roots=self.merged.roots,
+            contents=self.contents,
+        )
+
+
+def pack_caches(
+    dirs: Sequence[Path],
+    *,
+    include_launchers: bool = False,
+    source: str | None = None,
+    mount_path: str | None = None,
+) -> PackedCaches:
+    """Scan every cache (each refused alone when it is unusable) and merge them;
+    with ``mount_path``, the group files rewritten for that mount point."""
+    scans = [
+        (d, scan_for_create(d, include_launchers=include_launchers, source=source)) for d in dirs
+    ]
+    merged = merge_scans(scans)
+    contents: dict[str, bytes] = {}
+    if mount_path is not None:
+        entries, contents = groups_for_mount(merged.entries, merged.roots, mount_path)
+        merged = replace(merged, entries=entries)
+    first_dir, first = scans[0]
+    nested = first.layout if first.layout is not None and first.layout.nested else None
+    return PackedCaches(
+        merged,
+        source_root(dirs),
+        contents,
+        nested,
+        nested.describe(str(first_dir)) if nested else None,
+        mount_path,
+    )
+
+
 def create_image(
-    cache_dir: Path | str,
+    cache_dir: CacheDirs,
     image: str,
     *,
     image_format: str = "oci",
@@ -216,43 +310,56 @@ def create_image(
     timestamp: int | None = None,
     source: str | None = None,
     mount_path: str | None = None,
+    split_by_target: bool = False,
 ) -> CreateResult:
-    """Build (and optionally push) the cache image of ``cache_dir`` as ``image``.
-
-    ``source``: the layout to pack (``triton``, ``inductor``, ``vllm``; None
-    detects it). ``mount_path``: write the group files for a read-only mount of
-    the image's cache tree at that path, as they are (SPEC §4 relocation done
-    at build time)."""
-    if image_format not in buildah.FORMATS:
-        raise UsageError(f"unknown image format {image_format!r}", "use --format oci or docker")
+    """Build (and optionally push) the cache image of ``cache_dir`` (one
+    directory, or several merged) as ``image``. ``split_by_target`` makes a
+    fleet image (:mod:`tcv.fleet`); ``image_format`` ``artifact`` an OCI
+    artifact (:mod:`tcv.artifact`). ``source``: the layout to pack (``triton``,
+    ``inductor``, ``vllm``; None detects it). ``mount_path``: write the group
+    files for a read-only mount of the image's cache tree at that path, as they
+    are (SPEC §4 relocation done at build time)."""
+    formats = (*buildah.FORMATS, "artifact")
+    if image_format not in formats:
+        raise UsageError(
+            f"unknown image format {image_format!r}", "use --format oci, docker or artifact"
+        )
+    if split_by_target and image_format == "artifact":
+        raise UsageError(
+            "--split-by-target makes an image index of images, not of artifacts",
+            "drop --format artifact, or --split-by-target",
+        )
+    if split_by_target and image_format != "oci":
+        raise UsageError(
+            "--split-by-target makes an OCI image index",
+            "drop --format docker: a Docker manifest list cannot carry the target annotations",
+        )
     if mount_path is not None:
         mount_path = check_mount_path(mount_path)
-    target = resolve_target(image, push=push)
     registry = registry or RegistryOptions()
     mtime = source_date_epoch() if timestamp is None else timestamp
-    root = Path(cache_dir)
+    dirs = cache_dirs(cache_dir)
+    if image_format == "artifact":
+        from tcv.artifact import artifact_destination, create_artifact
+
+        artifact_destination(image, push=push)  # a bad IMAGE fails before the scan
+        packed = pack_caches(dirs, include_launchers=include_launchers)
+        return create_artifact(packed, image, push, registry, mtime=mtime)
+    target = resolve_target(image, push=push)
     buildah.require_buildah()
-    scan = scan_for_create(root, include_launchers=include_launchers, source=source)
-    entries, contents = scan.entries, {}
-    if mount_path is not None:
-        entries, contents = groups_for_mount(scan, mount_path)
-    # source_root records where the cache came from (SPEC §3); it lives in the
-    # manifest, never as a path inside the tar.
-    manifest = manifest_json(build_manifest(entries, str(root.resolve())))
-    labels = _labels(scan, entries, target.title, mount_path)
+    packed = pack_caches(
+        dirs, include_launchers=include_launchers, source=source, mount_path=mount_path
+    )
+    if split_by_target:
+        from tcv.fleet import create_fleet
+
+        return create_fleet(packed, target, image_format, registry, mtime=mtime)
+    entries = packed.entries
+    labels = packed.labels(entries, target.title)
 
     with _staging() as stage:
-        members = plan_layer(
-            root,
-            entries,
-            manifest,
-            cache_dir=CACHE_DIR,
-            manifest_path=MANIFEST_PATH,
-            sources=scan.sources,
-            contents=contents,
-        )
         layer = stage / "layer.tar"
-        write_layer_file(members, layer, mtime=mtime)
+        write_layer_file(packed.members(), layer, mtime=mtime)
         image_id = _build(layer, labels, target.local, image_format, mtime, stage)
         try:
             digest = buildah.image_digest(target.local)
@@ -260,12 +367,7 @@ def create_image(
             raise _create_error(err) from None
         pushed = False
         if target.push_to:
-            try:
-                digest = buildah.push(
-                    target.local, target.push_to, registry, digestfile=stage / "digest"
-                )
-            except ToolError as err:
-                raise _push_error(err, target.local) from None
+            digest = push_image(target, registry, stage)
             pushed = True
     return CreateResult(
         image=target.local,
@@ -274,21 +376,10 @@ def create_image(
         entries=len(entries),
         bytes=sum(e.bytes for e in entries),
         pushed=pushed,
-        skipped=[{"path": s.path, "reason": s.reason} for s in scan.skipped],
-        layout=scan.layout.describe(str(root)) if scan.layout and scan.layout.nested else None,
+        skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
+        layout=packed.layout_text,
         mount_path=mount_path,
     )
-
-
-def _labels(
-    scan: ScanResult, entries: list[KernelEntry], title: str, mount_path: str | None
-) -> dict[str, str]:
-    labels = build_labels(entries, title)
-    if scan.layout is not None and scan.layout.nested:
-        labels[LABEL_LAYOUT] = scan.layout.label()
-    if mount_path is not None:
-        labels[LABEL_MOUNT_PATH] = mount_path
-    return labels
 
 
 def check_mount_path(path: str) -> str:
@@ -303,7 +394,7 @@ def check_mount_path(path: str) -> str:
 
 
 def groups_for_mount(
-    scan: ScanResult, mount_path: str
+    entries_in: Sequence[KernelEntry], roots: dict[str, Path], mount_path: str
 ) -> tuple[list[KernelEntry], dict[str, bytes]]:
     """Each entry's group files rewritten to name ``mount_path/<key>/…``: the
     entries with those files' new sizes and digests (the manifest describes the
@@ -312,10 +403,10 @@ def groups_for_mount(
 
     entries: list[KernelEntry] = []
     contents: dict[str, bytes] = {}
-    for entry in scan.entries:
+    for entry in entries_in:
         files = dict(entry.files)
         for name in group_filenames(files):
-            path = scan.source_of(entry.key) / entry.key / name
+            path = roots[entry.key] / entry.key / name
             try:
                 data = json.loads(path.read_bytes())
             except OSError as err:
@@ -330,6 +421,15 @@ def groups_for_mount(
             files[name] = FileInfo(size=len(text), sha256=hashlib.sha256(text).hexdigest())
         entries.append(replace(entry, files=files))
     return entries, contents
+
+
+def push_image(target: CreateTarget, registry: RegistryOptions, stage: Path) -> str:
+    """``buildah push`` of the built image; its registry digest."""
+    assert target.push_to is not None
+    try:
+        return buildah.push(target.local, target.push_to, registry, digestfile=stage / "digest")
+    except ToolError as err:
+        raise _push_error(err, target.local) from None
 
 
 @contextlib.contextmanager
@@ -387,7 +487,7 @@ class ContextResult:
 
 
 def write_build_context(
-    cache_dir: Path | str,
+    cache_dir: CacheDirs,
     image: str,
     out: Path | str,
     *,
@@ -400,17 +500,7 @@ def write_build_context(
 
     target = resolve_target(image, push=False)
     mtime = source_date_epoch() if timestamp is None else timestamp
-    root = Path(cache_dir)
-    scan = scan_for_create(root, include_launchers=include_launchers)
-    manifest = manifest_json(build_manifest(scan.entries, str(root.resolve())))
-    labels = _labels(scan, scan.entries, target.title, None)
-    members = plan_layer(
-        root,
-        scan.entries,
-        manifest,
-        cache_dir=CACHE_DIR,
-        manifest_path=MANIFEST_PATH,
-        sources=scan.sources,
-    )
-    path = write_context(Path(out), members, labels, image=target.local, mtime=mtime)
-    return ContextResult(path, len(scan.entries), sum(e.bytes for e in scan.entries))
+    packed = pack_caches(cache_dirs(cache_dir), include_launchers=include_launchers)
+    labels = packed.labels(packed.entries, target.title)
+    path = write_context(Path(out), packed.members(), labels, image=target.local, mtime=mtime)
+    return ContextResult(path, len(packed.entries), sum(e.bytes for e in packed.entries))

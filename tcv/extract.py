@@ -26,7 +26,7 @@ from typing import Any
 from tcv import jsonbound, skopeo
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError, TcvError
 from tcv.gpu.model import HostGpus
-from tcv.imageref import ImageRef
+from tcv.imageref import OCI, ImageRef
 from tcv.kernel import KernelEntry, Target
 from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
 from tcv.placement import Placement
@@ -65,6 +65,9 @@ class ImageDescription:
     labels: dict[str, str]
     summary: dict[str, Any] | None  # the summary label, decoded
     targets: list[Target] | None  # None: the image has no (readable) summary label
+    kind: str = "image"  # "image", "index" (a fleet image) or "artifact"
+    # A fleet index: each image entry, described by its annotations.
+    entries: tuple[ImageDescription, ...] = ()
 
     @property
     def entry_count(self) -> int | None:
@@ -75,13 +78,22 @@ class ImageDescription:
         return _int_label(self.labels, LABEL_CACHE_SIZE)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tcv inspect --json`` document (SPEC §2)."""
-        return {
+        """The ``tcv inspect --json`` document (SPEC §2); a fleet index adds
+        ``kind`` and one ``manifests`` item per entry."""
+        doc: dict[str, Any] = {
             "image": str(self.ref),
             "digest": self.digest,
             "labels": dict(self.labels),
             "summary": self.summary,
         }
+        if self.kind != "image":
+            doc["kind"] = self.kind
+        if self.entries:
+            doc["manifests"] = [
+                {"digest": e.digest, "annotations": dict(e.labels), "summary": e.summary}
+                for e in self.entries
+            ]
+        return doc
 
 
 def _int_label(labels: Mapping[str, str], name: str) -> int | None:
@@ -93,7 +105,9 @@ def _int_label(labels: Mapping[str, str], name: str) -> int | None:
     return number if number <= SIZE_MAX else None
 
 
-def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDescription:
+def describe(
+    ref: ImageRef, digest: str, labels: Mapping[str, str], kind: str = "image"
+) -> ImageDescription:
     """Decode the summary label (pure). An unreadable summary is treated as absent,
     with a warning: the per-kernel check after the pull still decides."""
     from tcv.manifest import ManifestError, parse_summary
@@ -108,13 +122,61 @@ def describe(ref: ImageRef, digest: str, labels: Mapping[str, str]) -> ImageDesc
             summary = decoded if isinstance(decoded, dict) else {"targets": decoded}
         except (jsonbound.JsonBoundError, ManifestError) as err:
             log.warning("ignoring the unreadable summary label of %s: %s", ref, err)
-    return ImageDescription(ref, digest, dict(labels), summary, targets)
+    return ImageDescription(ref, digest, dict(labels), summary, targets, kind)
+
+
+def describe_index(
+    ref: ImageRef, digest: str, manifest: Mapping[str, Any]
+) -> ImageDescription | None:
+    """A fleet index from its raw JSON (pure): each entry described by its
+    annotations (:mod:`tcv.fleet`). None when no entry carries a summary: an
+    index of ordinary images (one per platform), read the usual way."""
+    from tcv.fleet import index_entries
+
+    children = tuple(
+        describe(ref.pinned(e.digest), e.digest, e.annotations) for e in index_entries(manifest)
+    )
+    if not any(c.targets is not None for c in children):
+        return None
+    targets = [t for c in children for t in c.targets or []]
+    from tcv.manifest import summary_json
+
+    summary = jsonbound.loads(summary_json(targets), "the summary")
+    labels: dict[str, str] = {}
+    for name in (LABEL_ENTRY_COUNT, LABEL_CACHE_SIZE):
+        values = [_int_label(c.labels, name) for c in children]
+        if all(v is not None for v in values):
+            labels[name] = str(sum(v for v in values if v is not None))
+    return ImageDescription(ref, digest, labels, summary, targets, "index", children)
 
 
 def inspect_image(
     ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None
 ) -> ImageDescription:
-    """Digest and labels of ``ref``, without downloading a layer."""
+    """Digest and labels of ``ref``, without downloading a layer.
+
+    The raw manifest comes first (one request): a fleet index is described by
+    its entries' annotations, an artifact by its manifest annotations, and
+    only an ordinary image needs its config (``skopeo inspect``).
+    """
+    from tcv.artifact import is_artifact
+    from tcv.fleet import is_index
+
+    raw = skopeo.inspect_raw(ref, opts, timeout=timeout)
+    try:
+        manifest = jsonbound.loads(raw, "the image manifest", max_bytes=skopeo.MAX_DOCUMENT)
+    except jsonbound.JsonBoundError:
+        manifest = None
+    if isinstance(manifest, dict):
+        digest = skopeo.manifest_digest(raw)
+        if is_index(manifest):
+            desc = describe_index(ref, digest, manifest)
+            if desc is not None:
+                return desc
+        elif is_artifact(manifest):
+            ann = manifest.get("annotations")
+            labels = {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}
+            return describe(ref, digest, labels, kind="artifact")
     info = skopeo.inspect(ref, opts, timeout=timeout)
     return describe(ref, info.digest, info.labels)
 
@@ -165,18 +227,50 @@ def preflight(
 
     refuse_if_rejected(ref, opts.signature_policy)
     desc = inspect_image(ref, opts, timeout=timeout)
-    if not any(name.startswith(LABEL_PREFIX) for name in desc.labels):
+    if desc.kind == "image" and not any(name.startswith(LABEL_PREFIX) for name in desc.labels):
         refuse_application_image(ref, opts, timeout=timeout)
     if host is None:
         return desc
+    check_fits(desc, host, triton_version)
+    return desc
+
+
+def check_fits(desc: ImageDescription, host: HostGpus, triton_version: str | None) -> None:
+    """Raise :class:`IncompatibleError` when no target of ``desc`` fits ``host``."""
     if desc.targets is None:
-        log.info("%s has no summary label: checking its kernels after the pull", ref)
-        return desc
+        log.info("%s has no summary label: checking its kernels after the pull", desc.ref)
+        return
     verdicts = preflight_verdicts(desc, host, triton_version)
     if verdicts and all(reason is not None for _, reason in verdicts):
         why = "; ".join(f"{target_label(t)} ({reason})" for t, reason in verdicts)
-        raise IncompatibleError(f"nothing in {ref} fits this host: {why}", NO_FIT_HINT)
-    return desc
+        raise IncompatibleError(f"nothing in {desc.ref} fits this host: {why}", NO_FIT_HINT)
+
+
+def choose_entries(
+    desc: ImageDescription, host: HostGpus | None, triton_version: str | None = None
+) -> list[ImageDescription]:
+    """The entries of a fleet index to download for ``host`` (all without one):
+    those with a target that fits, and those without a summary (judged per
+    kernel after the pull). Raises :class:`IncompatibleError` when none is left."""
+    if host is None:
+        return list(desc.entries)
+    chosen = []
+    for entry in desc.entries:
+        if entry.targets is None or any(
+            reason is None for _, reason in preflight_verdicts(entry, host, triton_version)
+        ):
+            chosen.append(entry)
+    if not chosen:
+        check_fits(desc, host, triton_version)  # names every target and why
+        raise IncompatibleError(f"nothing in {desc.ref} fits this host", NO_FIT_HINT)
+    log.info(
+        "%s: downloading %d of %d images (%s)",
+        desc.ref,
+        len(chosen),
+        len(desc.entries),
+        ", ".join(e.labels.get("cache.triton.image/target", e.digest) for e in chosen),
+    )
+    return chosen
 
 
 # The configuration fields that make an image something to run, not a cache.
@@ -244,14 +338,19 @@ def fetch_image(
     triton_version: str | None = None,
     timeout: float | None = None,
     on_description: Callable[[ImageDescription], None] | None = None,
+    desc: ImageDescription | None = None,
+    from_layout: Path | None = None,
 ) -> FetchedImage:
     """Preflight (the GPU check only when ``host`` is given), pull, unpack and
     verify ``ref`` into ``into`` (an empty directory the caller owns and removes).
     The pulled blobs are deleted once unpacked; ``cache_root`` holds the kernel
     directories. ``on_description`` sees the labels before any layer is pulled
-    (and may refuse by raising)."""
+    (and may refuse by raising). ``desc``: what an earlier read of the manifest
+    said (no preflight then); ``from_layout``: the local OCI layout whose entry
+    ``desc.digest`` to read."""
     progress = progress or Progress()
-    desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
+    if desc is None:
+        desc = preflight(ref, opts, host, triton_version=triton_version, timeout=timeout)
     if on_description is not None:
         on_description(desc)
     layout = into / "image"
@@ -262,7 +361,10 @@ def fetch_image(
     cap = pull_cap(bound)
     with DirWatcher(layout, progress), PullGuard(layout, cap) as guard:
         try:
-            skopeo.copy_to_dir(ref.pinned(desc.digest), opts, layout, timeout=timeout)
+            if from_layout is not None:
+                copy_from_oci_layout(from_layout, desc.digest, layout)
+            else:
+                skopeo.copy_to_dir(ref.pinned(desc.digest), opts, layout, timeout=timeout)
         except TcvError:
             if not guard.tripped:
                 raise
@@ -291,6 +393,103 @@ def fetch_image(
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
     return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
+
+
+def fetch_images(
+    ref: ImageRef,
+    opts: RegistryOptions,
+    into: Path,
+    *,
+    host: HostGpus | None = None,
+    strict: bool = True,
+    max_size: int | None = None,
+    progress: Progress | None = None,
+    triton_version: str | None = None,
+    timeout: float | None = None,
+    on_description: Callable[[ImageDescription], None] | None = None,
+) -> tuple[ImageDescription, list[FetchedImage]]:
+    """Read the manifest of ``ref`` once, then pull what this host needs: of a
+    fleet index only the entries whose targets fit ``host`` (every entry
+    without one), of anything else the one image. ``strict``: an image whose
+    summary fits nothing stops here too (``tcv -e``; ``tcv check`` reports per
+    kernel instead). An index with no fitting entry always stops here (exit 4)."""
+    if host is not None and not host.gpus:
+        raise IncompatibleError(
+            "this host has no GPU that TCV can see, so no kernel can fit it", NO_GPU_HINT
+        )
+    desc = preflight(ref, opts, None, timeout=timeout)  # trust, not a cache image
+    if on_description is not None:
+        on_description(desc)
+    if desc.kind != "index":
+        if host is not None and strict:
+            check_fits(desc, host, triton_version)
+        one = fetch_image(
+            ref, opts, into, max_size=max_size, progress=progress, timeout=timeout, desc=desc
+        )
+        return desc, [one]
+    # skopeo 1.9 has no digest references into an OCI layout: an entry of an
+    # index there is read from the layout's own blobs.
+    from_layout = Path(ref.name.partition(":")[0]) if ref.transport == OCI else None
+    fetched = []
+    for i, entry in enumerate(choose_entries(desc, host, triton_version)):
+        part = into / f"part-{i}"
+        part.mkdir(mode=0o700)
+        fetched.append(
+            fetch_image(
+                entry.ref,
+                opts,
+                part,
+                max_size=max_size,
+                progress=progress,
+                timeout=timeout,
+                desc=entry,
+                from_layout=from_layout,
+            )
+        )
+    return desc, fetched
+
+
+def copy_from_oci_layout(layout_dir: Path, digest: str, dest: Path) -> None:
+    """The entry ``digest`` of a local OCI layout as a ``dir:`` layout (what
+    ``skopeo copy`` writes): its manifest and the blobs it names, each checked
+    against its digest while copied."""
+    import hashlib
+
+    blobs = layout_dir / "blobs" / "sha256"
+    dest.mkdir(mode=0o700)
+
+    def copy(want: str, to: Path) -> None:
+        name = skopeo.blob_path(layout_dir, want).name
+        h = hashlib.sha256()
+        try:
+            with open(blobs / name, "rb") as src, open(to, "wb") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+        except OSError as err:
+            raise ExtractError(
+                f"cannot read blob {want} of the OCI layout {layout_dir}: {err.strerror or err}",
+                "check the layout (skopeo copy it again)",
+            ) from None
+        if "sha256:" + h.hexdigest() != want:
+            raise ExtractError(
+                f"blob {want} of the OCI layout {layout_dir} does not match its digest",
+                "the layout is damaged: copy the image again",
+            )
+
+    copy(digest, dest / skopeo.DIR_MANIFEST)
+    raw = (dest / skopeo.DIR_MANIFEST).read_bytes()
+    (dest / "version").write_text("Directory Transport Version: 1.1\n")
+    try:
+        manifest = jsonbound.loads(raw, "the OCI layout entry", max_bytes=skopeo.MAX_DOCUMENT)
+    except jsonbound.JsonBoundError:
+        raise ExtractError(f"entry {digest} of the OCI layout {layout_dir} is not JSON") from None
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    descs = [config] if isinstance(config, Mapping) else []
+    descs += [d for d in manifest.get("layers") or [] if isinstance(d, Mapping)]
+    for d in descs:
+        if isinstance(d.get("digest"), str):
+            copy(d["digest"], dest / skopeo.blob_path(dest, d["digest"]).name)
 
 
 def _layers(layout: Path, manifest: Mapping[str, Any]) -> list[tuple[Path, str]]:
@@ -525,7 +724,7 @@ def extract_image(
         planned.extend(placements(desc) if placements is not None else [Placement(dest)])
 
     with staging_dir("extract-") as stage:
-        fetched = fetch_image(
+        desc, parts = fetch_images(
             ref,
             opts,
             stage,
@@ -535,18 +734,19 @@ def extract_image(
             triton_version=triton_version,
             on_description=decide,
         )
-        report = ExtractReport(str(ref), fetched.digest, dest)
-        report.entries = {e.key: e for e in fetched.entries}
-        report.skipped.extend(fetched.skipped)
+        report = ExtractReport(str(ref), desc.digest or parts[0].digest, dest)
         from tcv.install import is_valid_key
 
-        candidates = []
-        for e in fetched.entries:
-            if is_valid_key(e.key):
-                candidates.append(e)
-            else:
-                report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
-        _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
+        for fetched in parts:
+            report.entries.update({e.key: e for e in fetched.entries})
+            report.skipped.extend(fetched.skipped)
+            candidates = []
+            for e in fetched.entries:
+                if is_valid_key(e.key):
+                    candidates.append(e)
+                else:
+                    report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
+            _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
     return report
 
 
@@ -571,7 +771,7 @@ def _install(
         fitting = verdicts.compatible
         per_gpu = {g.index: list(verdicts.matched(g.index)) for g in host.gpus}
         report.skipped.extend(verdicts.incompatible)
-    report.fitting = len(fitting)
+    report.fitting += len(fitting)
     if not fitting:
         return
     # A kernel may go to several directories: only the last may move it out of
@@ -617,11 +817,20 @@ def _destination(placement: Placement, results: tuple[Any, ...] | None) -> dict[
     }
 
 
-def image_entries(ref_text: str, registry_options: RegistryOptions) -> list[KernelEntry]:
+def image_entries(
+    ref_text: str,
+    registry_options: RegistryOptions,
+    host: HostGpus | None = None,
+    triton_version: str | None = None,
+) -> list[KernelEntry]:
     """The kernel entries of an image, for ``tcv check -i``: the image is pulled
-    and verified in staging (the manifest lives in the layer), then removed."""
+    and verified in staging (the manifest lives in the layer), then removed. Of
+    a fleet index only the entries that fit ``host`` are pulled."""
     from tcv.names import resolve_image
 
     ref = resolve_image(ref_text)
     with staging_dir("check-") as stage:
-        return fetch_image(ref, registry_options, stage).entries
+        _, parts = fetch_images(
+            ref, registry_options, stage, host=host, strict=False, triton_version=triton_version
+        )
+        return [e for part in parts for e in part.entries]

@@ -93,14 +93,16 @@ def plan_layer(
     manifest_path: str = MANIFEST_PATH,
     sources: Mapping[str, Path] | None = None,
     contents: Mapping[str, bytes] | None = None,
+    roots: Mapping[str, Path] | None = None,
 ) -> list[Member]:
     """Every path of the layer, sorted: the kernel directories under
     ``cache_dir`` (only the files the scan listed) and the manifest.
 
     ``sources``: the cache root of an entry found outside ``root`` (a nested
     layout); ``contents``: the bytes of ``<key>/<file>`` when they are not the
-    file's on disk (group files rewritten for ``--mount-path``)."""
-    sources = sources or {}
+    file's on disk (group files rewritten for ``--mount-path``); ``roots``:
+    the cache of each key when several caches are merged (:mod:`tcv.merge`)."""
+    sources = {**(roots or {}), **(sources or {})}
     contents = contents or {}
     members: dict[str, Member] = {}
 

@@ -104,6 +104,19 @@ def inspect_config(
     return config if isinstance(config, dict) else {}
 
 
+def inspect_raw(ref: ImageRef, opts: RegistryOptions, *, timeout: float | None = None) -> bytes:
+    """The manifest of ``ref`` exactly as stored — an image manifest, an image
+    index or an artifact manifest — in one registry request (no config, no layer)."""
+    argv = ["skopeo", "inspect", "--raw", *_access_args(ref, opts), ref.skopeo()]
+    try:
+        result = run(argv, what=f"inspect {ref}", timeout=timeout)
+    except ToolError as err:
+        if err.returncode is None:
+            raise
+        raise access_error(err, ref) from None
+    return result.stdout.encode()
+
+
 def parse_inspect(ref: ImageRef, stdout: str) -> ImageInfo:
     """The fields TCV needs from ``skopeo inspect`` JSON output."""
     try:

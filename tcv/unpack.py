@@ -63,7 +63,14 @@ MEDIA_ZSTD = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.zstd",
 )
-LAYER_MEDIA_TYPES = MEDIA_TAR + MEDIA_GZIP + MEDIA_ZSTD
+# The layer of a TCV artifact (tcv.artifact), and the custom layer type of the
+# thunderbolt-era images (an uncompressed tar, whatever its name suggests):
+# the bytes decide the decompressor, as for every layer.
+MEDIA_CACHE = (
+    "application/vnd.triton.cache.layer.v1.tar+gzip",
+    "application/cache.triton.content.layer.v1+triton",
+)
+LAYER_MEDIA_TYPES = MEDIA_TAR + MEDIA_GZIP + MEDIA_ZSTD + MEDIA_CACHE
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -166,7 +173,7 @@ def compression_of(media_type: str, head: bytes) -> str:
     if media_type not in LAYER_MEDIA_TYPES:
         raise ExtractError(
             f"the image has a layer of media type {media_type!r}, which is not a tar layer",
-            "TCV reads tar, tar+gzip and tar+zstd layers (SPEC §3)",
+            "TCV reads tar, tar+gzip and tar+zstd layers and Triton cache artifacts (SPEC §3)",
         )
     if head.startswith(GZIP_MAGIC):
         return "gzip"

@@ -24,7 +24,9 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
 
     -c builds an image from the cache in -d DIR with buildah (one reproducible layer
     holding io.triton.cache/<KEY>/ and io.triton.manifest/manifest.json, and the
-    cache.triton.image/* labels) and, with --push, pushes it. -e reads the image's
+    cache.triton.image/* labels) and, with --push, pushes it; -d may be repeated (the
+    caches are merged), --split-by-target makes one image per GPU target under one
+    OCI image index (a fleet image) and --format artifact an OCI artifact. -e reads the image's
     labels first and stops before any layer is downloaded when nothing fits this
     host's GPUs; otherwise it pulls, verifies and installs each fitting kernel
     atomically into DEST, rewriting Triton's group files so Triton finds them there.
@@ -59,18 +61,25 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="image reference: a registry name (docker://), containers-storage:NAME, "
         "oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE",
     )
-    directory = cli.SwitchAttr(
+    directories = cli.SwitchAttr(
         ["-d", "--dir"],
         str,
+        list=True,
         argname="DIR",
-        help="create: the Triton cache to pack; extract: where to install (default "
-        "$TRITON_CACHE_DIR, else $TRITON_HOME/.triton/cache, else ~/.triton/cache)",
+        help="create: the Triton cache to pack (repeatable: the caches are merged); "
+        "extract: where to install (default $TRITON_CACHE_DIR, else "
+        "$TRITON_HOME/.triton/cache, else ~/.triton/cache)",
     )
     image_format = cli.SwitchAttr(
         ["--format"],
-        cli.Set("oci", "docker", case_sensitive=False),
+        cli.Set("oci", "docker", "artifact", case_sensitive=False),
         default="oci",
-        help="create: image and layer media types",
+        help="create: image and layer media types, or an OCI 1.1 artifact "
+        "(application/vnd.triton.cache.v1)",
+    )
+    split_by_target = cli.Flag(
+        ["--split-by-target"],
+        help="create: one image per GPU target under one OCI image index (a fleet image)",
     )
     push = cli.Flag(["--push"], help="create: push the image to its registry after building")
     no_gpu_check = cli.Flag(
@@ -122,6 +131,16 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         "io.triton.cache at PATH (Kubernetes ImageVolume, podman --mount type=image), "
         "so Triton hits it as it is",
     )
+
+    @property
+    def directory(self) -> str | None:
+        """The one ``-d`` of extract (create reads :attr:`directories`)."""
+        if len(self.directories) > 1:
+            raise UsageError(
+                f"-d is given {len(self.directories)} times, but extract installs into one DEST",
+                "pass -d once",
+            )
+        return self.directories[0] if self.directories else None
 
     def main(self, *args: str) -> int:
         if args:

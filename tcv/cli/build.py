@@ -14,8 +14,10 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     """Build the cache image of a Triton cache, for pipelines and CI.
 
     DIR is a Triton cache root (the directory holding one KEY directory per
-    compiled kernel). tcv-build builds exactly the image `tcv -c -i IMAGE -d
-    DIR` builds: one reproducible layer holding io.triton.cache/<KEY>/ and
+    compiled kernel); several DIRs (or -d DIR, repeated: one per build host of
+    a CI matrix) are merged, and a key found twice with different bytes stops
+    the build (exit 2) before anything is built. tcv-build builds exactly the
+    image `tcv -c -i IMAGE -d DIR` builds: one reproducible layer holding io.triton.cache/<KEY>/ and
     io.triton.manifest/manifest.json, and the cache.triton.image/* labels. It
     never prompts; on success it prints the image's manifest digest
     (sha256:...) on stdout and nothing else there: the registry's digest with
@@ -25,6 +27,12 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     receives a Containerfile (FROM scratch, one COPY, the LABEL lines) and the
     files, so any Containerfile builder makes an equivalent image, e.g.
     `buildah build --timestamp 0 -t IMAGE OUT`. Nothing is printed on stdout.
+
+    With --split-by-target the kernels are grouped by target (backend, arch,
+    warp size, Triton version), each group its own image with its own labels,
+    all under one OCI image index whose entries carry the target in the
+    cache.triton.image/target annotation: each host then downloads only its
+    own kernels. --format artifact makes an OCI 1.1 artifact instead.
 
     The layer is reproducible: the same cache gives the same layer digest.
     File times in the layer and the image's creation time are
@@ -36,7 +44,10 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     """
 
     PROGNAME = "tcv-build"
-    USAGE = "    tcv-build DIR -t IMAGE [--context-only OUT] [--push] [options]\n"
+    USAGE = (
+        "    tcv-build DIR... -t IMAGE [--split-by-target] [--context-only OUT] [--push] "
+        "[options]\n"
+    )
 
     tag = cli.SwitchAttr(
         ["-t", "--tag"],
@@ -56,22 +67,45 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     push = cli.Flag(["--push"], help="push the image to its registry after building")
     image_format = cli.SwitchAttr(
         ["--format"],
-        cli.Set("oci", "docker", case_sensitive=False),
+        cli.Set("oci", "docker", "artifact", case_sensitive=False),
         default="oci",
         help="image and layer media types: oci (application/vnd.oci.image.layer.v1.tar+gzip "
-        "when pushed) or docker (application/vnd.docker.image.rootfs.diff.tar.gzip)",
+        "when pushed), docker (application/vnd.docker.image.rootfs.diff.tar.gzip) or "
+        "artifact (an OCI 1.1 artifact, application/vnd.triton.cache.v1)",
+    )
+    directories = cli.SwitchAttr(
+        ["-d", "--dir"],
+        str,
+        list=True,
+        argname="DIR",
+        help="a Triton cache to pack, as the DIR arguments (repeatable)",
+    )
+    split_by_target = cli.Flag(
+        ["--split-by-target"],
+        excludes=["--context-only"],
+        help="one image per GPU target under one OCI image index (a fleet image)",
     )
     include_launchers = cli.Flag(
         ["--include-launchers"],
         help="also pack the host-specific launcher/utils .so directories",
     )
 
-    def main(self, directory: str) -> int:
+    def main(self, *args: str) -> int:
         from tcv.create import create_image, write_build_context
+        from tcv.errors import UsageError
+
+        directories = [*args, *self.directories]
+        if not directories:
+            raise UsageError("tcv-build needs the Triton cache to pack", "pass DIR (or -d DIR)")
 
         if self.context_only:
+            if str(self.image_format).lower() == "artifact":
+                raise UsageError(
+                    "--context-only writes a Containerfile context, which cannot make an artifact",
+                    "drop --format artifact, or --context-only",
+                )
             result = write_build_context(
-                directory,
+                directories,
                 self.tag,
                 self.context_only,
                 include_launchers=self.include_launchers,
@@ -84,12 +118,13 @@ class TcvBuild(TcvApplication, RegistrySwitches):
             return 0
         with sigterm_as_interrupt():
             built = create_image(
-                directory,
+                directories,
                 self.tag,
                 image_format=str(self.image_format).lower(),
                 push=self.push,
                 registry=self.registry_options(),
                 include_launchers=self.include_launchers,
+                split_by_target=self.split_by_target,
             )
         print(built.digest)
         return 0

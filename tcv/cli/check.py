@@ -104,7 +104,9 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         "docker-archive:) instead of a directory",
     )
 
-    def _entries(self, directory: str | None) -> tuple[str, list[KernelEntry]]:
+    def _entries(
+        self, directory: str | None, host: HostGpus, consumer: str | None
+    ) -> tuple[str, list[KernelEntry]]:
         if self.image is not None:
             if directory is not None:
                 raise UsageError(
@@ -113,7 +115,9 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
                 )
             from tcv.extract import image_entries
 
-            return self.image, list(image_entries(self.image, self.registry_options()))
+            # Of a fleet index only the images whose targets fit this host are pulled.
+            entries = image_entries(self.image, self.registry_options(), host, consumer)
+            return self.image, list(entries)
         from tcv.cache import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()
@@ -121,12 +125,12 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
 
     # No annotation on DIR: plumbum would try to convert with "str | None".
     def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
-        source, entries = self._entries(directory)
         host = host_from_options(self)
         parent = getattr(self, "parent", None)
         consumer = consumer_triton_version(
             self.triton_version or getattr(parent, "triton_version", None)
         )
+        source, entries = self._entries(directory, host, consumer)
         result = check_entries(entries, host, triton_version=consumer)
         if self.json:
             print(

@@ -1,8 +1,8 @@
 """``tcv -c -i IMAGE -d DIR``: build a cache image from a Triton cache (SPEC §2).
 
 Called by :class:`tcv.cli.app.Tcv` when ``-c`` is given; the switches are
-declared there (image, directory, image_format, push, tls_verify, authfile,
-creds, include_launchers, json).
+declared there (image, directories, image_format, split_by_target, push,
+tls_verify, authfile, creds, include_launchers, json).
 """
 
 from __future__ import annotations
@@ -17,18 +17,23 @@ from tcv.output import human_bytes, render_json
 
 def render_human(result: Any) -> str:
     """What a person sees after ``tcv -c``: the reference and digest first."""
+    digest = result.digest or "- (an image index gets its digest when pushed)"
     lines = [f"layout:  {result.layout}"] if getattr(result, "layout", None) else []
     lines += [
         f"image:   {result.image}",
-        f"digest:  {result.digest}",
+        f"digest:  {digest}",
         f"kernels: {result.entries} ({human_bytes(result.bytes)})",
     ]
+    for t in result.targets:
+        lines.append(f"target:  {t['target']} ({t['entries']} kernels) as {t['image']}")
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
     if getattr(result, "mount_path", None):
         lines.append(f"mount:   group files name {result.mount_path}/<KEY>/ (read-only mount)")
     if result.pushed:
         lines.append(f"pushed:  {result.image}")
+    elif result.kind == "artifact":
+        lines.append("pushed:  no (an OCI layout; publish with skopeo copy IMAGE docker://...)")
     else:
         lines.append("pushed:  no (in local storage; publish with --push or buildah push)")
     return "\n".join(lines)
@@ -39,14 +44,14 @@ def run_create(app: Any) -> int:
 
     if not app.image:
         raise UsageError("create needs an image name", "pass -i IMAGE (e.g. -i quay.io/org/name)")
-    if not app.directory:
+    if not app.directories:
         raise UsageError(
             "create needs the Triton cache to pack",
             "pass -d DIR (Triton's default cache is ~/.triton/cache)",
         )
     with sigterm_as_interrupt():
         result = create_image(
-            Path(app.directory).expanduser(),
+            [Path(d).expanduser() for d in app.directories],
             app.image,
             image_format=str(app.image_format).lower(),
             push=bool(app.push),
@@ -54,6 +59,7 @@ def run_create(app: Any) -> int:
             include_launchers=bool(app.include_launchers),
             source=str(app.source).lower() if app.source else None,
             mount_path=app.mount_path,
+            split_by_target=bool(app.split_by_target),
         )
     print(render_json(result.to_json()) if app.json else render_human(result))
     return 0

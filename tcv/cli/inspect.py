@@ -10,7 +10,9 @@ from tcv.errors import EXIT_OK
 class Inspect(TcvApplication, JsonOption, RegistrySwitches):
     """Print what a Triton cache image says about itself — digest, labels, and the
     targets of its summary (backend, arch, warp size, Triton and PTX versions, kernel
-    counts) — reading only its manifest and config, never a layer.
+    counts) — reading only its manifest and config, never a layer. A fleet image
+    (an image index made by tcv -c --split-by-target) is described from the index
+    alone, one image per target; an OCI artifact from its manifest alone.
 
     IMAGE is a registry reference (docker://, the default), containers-storage:NAME,
     oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE. Exit status 5 when the
@@ -58,6 +60,9 @@ def render_description(desc) -> str:  # type: ignore[no-untyped-def]
         ["kernels", desc.entry_count if desc.entry_count is not None else "-"],
         ["size", human_bytes(size) if size is not None else "-"],
     ]
+    if desc.kind != "image":
+        what = f"image index of {len(desc.entries)} images" if desc.entries else desc.kind
+        head.insert(1, ["kind", what])
     for name, value in sorted(desc.labels.items()):
         if name != LABEL_SUMMARY:
             head.append([name, value])
@@ -80,4 +85,9 @@ def render_description(desc) -> str:  # type: ignore[no-untyped-def]
             for t in desc.targets
         ]
         lines.append(render_table(["BACKEND", "ARCH", "WARP", "TRITON", "PTX", "KERNELS"], rows))
+    if desc.entries:
+        from tcv.fleet import ANNOTATION_TARGET
+
+        rows = [[e.labels.get(ANNOTATION_TARGET, "-"), e.digest] for e in desc.entries]
+        lines += ["", render_table(["TARGET", "IMAGE"], rows)]
     return "\n".join(lines)

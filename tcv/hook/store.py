@@ -421,33 +421,51 @@ class Store:
         import shutil
         import tempfile
 
-        from tcv.extract import fetch_image
+        from tcv.extract import fetch_image, fetch_images
         from tcv.imageref import parse_image_ref
         from tcv.manifest import build_manifest
 
         self.sweep()
         work = Path(tempfile.mkdtemp(prefix="fill-", dir=self.root / "tmp"))
         try:
-            fetched = fetch_image(
-                parse_image_ref(resolved.source),
-                opts,  # type: ignore[arg-type]
-                work,
-                max_size=max_size,
-                timeout=timeout,
-            )
-            cache_root = Path(fetched.cache_root)
+            ref = parse_image_ref(resolved.source)
+            if resolved.local:
+                # Local storage holds images (skopeo 1.9 cannot read a list there):
+                # one copy, no manifest read first, as the first start needs.
+                one = fetch_image(
+                    ref,
+                    opts,  # type: ignore[arg-type]
+                    work,
+                    max_size=max_size,
+                    timeout=timeout,
+                )
+                desc, parts = one.description, [one]
+            else:
+                # The store is shared by containers with different GPUs: of a fleet
+                # index every image is kept, and each view takes what its GPUs run.
+                desc, parts = fetch_images(
+                    ref,
+                    opts,  # type: ignore[arg-type]
+                    work,
+                    max_size=max_size,
+                    timeout=timeout,
+                )
+            cache_root = Path(parts[0].cache_root)
+            if len(parts) > 1:
+                cache_root = _merge_parts([Path(p.cache_root) for p in parts], work / "cache")
             try:
                 rel = cache_root.relative_to(work)
             except ValueError:  # unpacked elsewhere: bring it into the store entry
                 shutil.move(str(cache_root), work / "cache")
                 rel = Path("cache")
+            entries = [e for p in parts for e in p.entries]
             record = {
                 "digest": resolved.digest,
-                "fetched_digest": fetched.digest,
+                "fetched_digest": (desc.digest if desc else "") or parts[0].digest,
                 "image": resolved.source,
                 "cache": str(rel),
-                "labels": dict(fetched.labels),
-                "manifest": build_manifest(list(fetched.entries), str(cache_root)),
+                "labels": dict(desc.labels if desc and desc.kind == "index" else parts[0].labels),
+                "manifest": build_manifest(entries, str(cache_root)),
             }
             tmp_record = work / f"{STORE_FILE}.tmp"
             tmp_record.write_text(json.dumps(record))
@@ -466,6 +484,17 @@ class Store:
         stored = self.get(resolved.digest)
         assert stored is not None
         return stored
+
+
+def _merge_parts(roots: list[Path], into: Path) -> Path:
+    """The kernel directories of several unpacked images moved under ``into``
+    (one key is in one image of a fleet index; a repeat keeps the first)."""
+    into.mkdir(mode=0o700)
+    for root in roots:
+        for entry in sorted(os.listdir(root)):
+            if not (into / entry).exists():
+                os.rename(root / entry, into / entry)
+    return into
 
 
 def resolve(

@@ -92,6 +92,17 @@ def tar_bytes(members: Iterable[Member]) -> bytes:
     return buf.getvalue()
 
 
+# What `skopeo inspect --raw` prints for an ordinary image, for faked skopeo calls.
+IMAGE_MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json"},
+        "layers": [],
+    }
+)
+
+
 def compress(raw: bytes, media_type: str) -> bytes:
     if media_type.endswith("gzip"):
         return gzip.compress(raw, mtime=0)

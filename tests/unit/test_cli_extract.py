@@ -31,6 +31,7 @@ def serve(fp, tmp_path, labels=None, copy=True):
     labels = build_labels(SCAN.entries, "kernels") if labels is None else labels
     layer = h.Layer(h.cache_members(FIXTURE, None, build_manifest(SCAN.entries, str(FIXTURE))))
     crafted = h.write_image(tmp_path / "crafted", [layer], labels)
+    fp.register([fp.program("skopeo"), "inspect", "--raw", fp.any()], stdout=h.IMAGE_MANIFEST)
     fp.register(
         [fp.program("skopeo"), "inspect", fp.any()],
         stdout=json.dumps({"Digest": crafted.manifest_digest, "Labels": labels}),

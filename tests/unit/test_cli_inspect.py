@@ -11,6 +11,7 @@ from tcv.cache import scan_cache
 from tcv.cli.app import Tcv
 from tcv.errors import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from tcv.manifest import LABEL_SUMMARY, build_labels
+from tests.harness import hostile as h
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "caches" / "triton-3.9"
 LABELS = build_labels(scan_cache(FIXTURE).entries, "kernels")
@@ -18,6 +19,8 @@ DIGEST = "sha256:" + "e" * 64
 
 
 def answer(fp, labels, argv_tail=None):
+    # The raw manifest is read first; an image manifest sends tcv on to its config.
+    fp.register([fp.program("skopeo"), "inspect", "--raw", fp.any()], stdout=h.IMAGE_MANIFEST)
     fp.register(
         [fp.program("skopeo"), "inspect", "--no-tags", *(argv_tail or [fp.any()])],
         stdout=json.dumps({"Digest": DIGEST, "Labels": labels}),

@@ -101,6 +101,7 @@ def test_version_rule_only_for_targets_that_state_one(summary, fits):
 
 
 def fake_inspect(fp, labels, digest="sha256:" + "d" * 64):
+    fp.register([fp.program("skopeo"), "inspect", "--raw", fp.any()], stdout=h.IMAGE_MANIFEST)
     fp.register(
         [fp.program("skopeo"), "inspect", fp.any()],
         stdout=json.dumps({"Digest": digest, "Labels": labels, "Layers": []}),
@@ -311,6 +312,7 @@ def test_extract_installs_exactly_what_fits(fp, image, tmp_path, staging_root):
 
 def test_no_gpu_check_installs_everything(fp, image, tmp_path, staging_root):
     crafted, labels = image
+    # The manifest is still read first (it may be a fleet index), then pinned.
     fake_inspect(fp, labels, crafted.manifest_digest)
     fake_copy(fp, crafted, f"docker://q.io/x@{crafted.manifest_digest}")
     report = extract_image(parse_image_ref("q.io/x"), RegistryOptions(), tmp_path / "d", host=None)

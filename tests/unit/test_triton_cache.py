@@ -72,7 +72,8 @@ def test_writes_go_to_the_writable_dir(dirs):
 def test_group_files_are_written_for_the_mount_path(tmp_path):
     shutil.copytree(FIXTURE, tmp_path / "c")
     scan = scan_cache(tmp_path / "c")
-    entries, contents = groups_for_mount(scan, "/triton-cache")
+    roots = {e.key: scan.source_of(e.key) for e in scan.entries}
+    entries, contents = groups_for_mount(scan.entries, roots, "/triton-cache")
     by_key = {e.key: e for e in entries}
     data = contents[f"{KEY}/__grp__add_kernel.json"]
     children = json.loads(data)["child_paths"]

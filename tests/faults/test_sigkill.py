@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,33 @@ pytestmark = pytest.mark.integration
 
 RUNS = 20
 OTHER_FS = Path("/dev/shm")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that have not finished exiting (zombies aside)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
+
+
+def _wait_gone(pgid: int) -> None:
+    """Until every process of the killed group has died: SIGKILL is sent at
+    once, but a large process takes a moment to finish exiting, and until then
+    it still holds its staging lock, rightly."""
+    pacing = threading.Event()
+    deadline = time.monotonic() + 30
+    while _group_members(pgid):
+        assert time.monotonic() < deadline, f"group {pgid} still alive"
+        pacing.wait(0.005)
 
 
 def _leftovers(dest: Path, staging: Path) -> tuple[int, int]:
@@ -68,7 +96,13 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             if in_install:
                 delay = rng.uniform(0.0, 0.4)
 
-            def kill_later(proc, delay=delay, pacing=pacing, dest=dest, wait=in_install) -> None:
+            got_pgid: list[int] = []
+
+            def kill_later(
+                proc, delay=delay, pacing=pacing, dest=dest, wait=in_install, pgid=got_pgid
+            ) -> None:
+                pgid.append(proc.pid)
+
                 def fire() -> None:
                     # The second half aims at the install: DEST appears when it starts.
                     while wait and not dest.exists():
@@ -83,6 +117,7 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             got = run_bounded(["-e", "-i", ref, "-d", str(dest), *H100], env, on_start=kill_later)
             pacing.set()
             if got.returncode == -signal.SIGKILL:
+                _wait_gone(got_pgid[0])
                 counts["killed"] += 1
                 counts["killed_in_install"] += in_install
             else:

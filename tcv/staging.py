@@ -78,7 +78,9 @@ def usable_root() -> Path:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (ours or another user's)."""
+    """Whether a process ``pid`` runs (ours or another user's). A zombie does
+    not: a killed run whose parent died too may stay one for good where
+    nothing reaps orphans (pid 1 of many containers)."""
     if pid <= 0:
         return False
     try:
@@ -86,8 +88,13 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return True  # no /proc to ask: it exists
+    return stat_line[stat_line.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def _abandoned(path: str, pid: int) -> bool:

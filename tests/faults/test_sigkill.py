@@ -11,9 +11,7 @@ the kills fall anywhere in a run, the second half once the install began.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -21,53 +19,46 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.hostile import craft as c
+from tests.faults.image import KERNELS, complete, key
 from tests.hostile.child import run_bounded
 from tests.hostile.test_hostile import H100
 
 pytestmark = pytest.mark.integration
 
-KERNELS = 500
 RUNS = 20
 OTHER_FS = Path("/dev/shm")
 
 
-def _key(i: int) -> str:
-    return base64.b32encode(hashlib.sha256(b"%d" % i).digest()).decode().rstrip("=")
+def _group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that have not finished exiting (zombies aside)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
 
 
-@pytest.fixture(scope="module")
-def big_image(tmp_path_factory) -> tuple[str, dict[str, bytes]]:
-    """An honest image of 500 kernels (copies of one fixture kernel)."""
-    files = c.fixture_files(c.GOOD[0])
-    k = c.Kernels()
-    for i in range(KERNELS):
-        k.dirs[_key(i)] = files
-        k.like[_key(i)] = c.GOOD[0]
-    raw = c.tar_of([*k.members(), *k.manifest_members()]) + c.end()
-    ref = c.oci_image(
-        tmp_path_factory.mktemp("big") / "oci", [c.Blob(c.gzip_stream([raw]))], k.labels()
-    )
-    return ref, files
-
-
-def _complete(dest: Path, key: str, files: dict[str, bytes]) -> bool:
-    d = dest / key
-    if sorted(os.listdir(d)) != sorted(files):
-        return False
-    for name, data in files.items():
-        got = (d / name).read_bytes()
-        if name.startswith("__grp__"):
-            paths = json.loads(got)["child_paths"]
-            if any(os.path.dirname(p) != str(d) for p in paths.values()):
-                return False
-        elif got != data:
-            return False
-    return True
+def _wait_gone(pgid: int) -> None:
+    """Until every process of the killed group has died: SIGKILL is sent at
+    once, but a large process takes a moment to finish exiting, and until then
+    it still holds its staging lock, rightly."""
+    pacing = threading.Event()
+    deadline = time.monotonic() + 30
+    while _group_members(pgid):
+        assert time.monotonic() < deadline, f"group {pgid} still alive"
+        pacing.wait(0.005)
 
 
 def _leftovers(dest: Path, staging: Path) -> tuple[int, int]:
@@ -78,7 +69,7 @@ def _leftovers(dest: Path, staging: Path) -> tuple[int, int]:
 
 def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tmp_path):
     ref, files = big_image
-    keys = {_key(i) for i in range(KERNELS)}
+    keys = {key(i) for i in range(KERNELS)}
     staging = tmp_path / "staging"
     env = {"TCV_STAGING_ROOT": str(staging)}
 
@@ -105,7 +96,13 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             if in_install:
                 delay = rng.uniform(0.0, 0.4)
 
-            def kill_later(proc, delay=delay, pacing=pacing, dest=dest, wait=in_install) -> None:
+            got_pgid: list[int] = []
+
+            def kill_later(
+                proc, delay=delay, pacing=pacing, dest=dest, wait=in_install, pgid=got_pgid
+            ) -> None:
+                pgid.append(proc.pid)
+
                 def fire() -> None:
                     # The second half aims at the install: DEST appears when it starts.
                     while wait and not dest.exists():
@@ -120,6 +117,7 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             got = run_bounded(["-e", "-i", ref, "-d", str(dest), *H100], env, on_start=kill_later)
             pacing.set()
             if got.returncode == -signal.SIGKILL:
+                _wait_gone(got_pgid[0])
                 counts["killed"] += 1
                 counts["killed_in_install"] += in_install
             else:
@@ -130,7 +128,7 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             counts["left_temporaries"] += bool(temps)
             present = [n for n in os.listdir(dest) if n in keys] if dest.exists() else []
             counts["partial_kernels_seen"] += 0 < len(present) < KERNELS
-            bad = [k for k in present if not _complete(dest, k, files)]
+            bad = [k for k in present if not complete(dest, k, files)]
             counts["incomplete_kernels"] += len(bad)
             assert bad == [], f"run {run}: incomplete kernels after the kill: {bad[:3]}"
 
@@ -138,7 +136,7 @@ def test_sigkill_at_random_points_loses_nothing_and_leaves_nothing(big_image, tm
             assert again.returncode == 0, again.err
             counts["reruns_ok"] += 1
             assert keys <= set(os.listdir(dest))
-            assert all(_complete(dest, k, files) for k in keys)
+            assert all(complete(dest, k, files) for k in keys)
             stage, temps = _leftovers(dest, staging)
             counts["left_after_rerun"] += stage + temps
             assert (stage, temps) == (0, 0), (os.listdir(staging), os.listdir(dest)[:5])

@@ -123,3 +123,15 @@ def test_a_running_staging_directory_is_never_swept(shared):
         assert staging.sweep_stale(shared) == []
         os.rename(twin, path)
     assert not path.exists()
+
+
+def test_a_zombie_is_not_alive():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+        assert not staging.process_alive(pid)
+        assert staging.process_alive(os.getpid())
+    finally:
+        os.waitpid(pid, 0)

@@ -206,6 +206,15 @@ def target_label(t: Target) -> str:
     return text
 
 
+def require_gpus(host: HostGpus | None) -> None:
+    """A host checked for GPUs must have one: without, nothing can fit it (exit 4,
+    one line naming --gpu and TCV_GPUS, before any request)."""
+    if host is not None and not host.gpus:
+        raise IncompatibleError(
+            "this host has no GPU that TCV can see, so no kernel can fit it", NO_GPU_HINT
+        )
+
+
 def preflight(
     ref: ImageRef,
     opts: RegistryOptions,
@@ -218,11 +227,7 @@ def preflight(
     is None (``--no-gpu-check``), raise :class:`IncompatibleError` (exit 4) when
     no target of its summary fits ``host``. An image without a summary passes:
     its kernels are judged one by one after the pull."""
-    if host is not None and not host.gpus:
-        raise IncompatibleError(
-            "this host has no GPU that TCV can see, so no kernel can fit it",
-            NO_GPU_HINT,
-        )
+    require_gpus(host)
     from tcv.trust import refuse_if_rejected
 
     refuse_if_rejected(ref, opts.signature_policy)
@@ -413,10 +418,7 @@ def fetch_images(
     without one), of anything else the one image. ``strict``: an image whose
     summary fits nothing stops here too (``tcv -e``; ``tcv check`` reports per
     kernel instead). An index with no fitting entry always stops here (exit 4)."""
-    if host is not None and not host.gpus:
-        raise IncompatibleError(
-            "this host has no GPU that TCV can see, so no kernel can fit it", NO_GPU_HINT
-        )
+    require_gpus(host)
     desc = preflight(ref, opts, None, timeout=timeout)  # trust, not a cache image
     if on_description is not None:
         on_description(desc)

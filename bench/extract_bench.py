@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from tcv.cache import scan_cache  # noqa: E402
-from tcv.manifest import build_labels, build_manifest  # noqa: E402
+from tcv.cache.scan import scan_cache  # noqa: E402
+from tcv.image.manifest import build_labels, build_manifest  # noqa: E402
 from tests.harness import hostile  # noqa: E402
 from tests.harness.registry import start_registry  # noqa: E402
 

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from tcv.cache import scan_cache  # noqa: E402
+from tcv.cache.scan import scan_cache  # noqa: E402
 from tests.harness.registry import Registry, start_registry  # noqa: E402
 
 FIXTURE = REPO / "tests" / "data" / "caches" / "triton-3.9"

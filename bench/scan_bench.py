@@ -6,7 +6,7 @@ then times, alternately and with a warm page cache:
 
 - the floor: reading and hashing every file of the tree with coreutils
   (``find ROOT -type f -print0 | xargs -0 sha256sum``);
-- the scan: ``tcv.cache.scan_cache(ROOT)`` in a fresh Python process (process
+- the scan: ``tcv.cache.scan.scan_cache(ROOT)`` in a fresh Python process (process
   start and imports included, as for the floor).
 
 It prints the median of each and their ratio (target: at most 1.5) three ways
@@ -42,7 +42,7 @@ FIXTURES = REPO / "tests" / "data" / "caches"
 CHILD = """
 import json, re, sys, time
 t0 = time.perf_counter()
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 r = scan_cache(sys.argv[1])
 t1 = time.perf_counter()
 hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))

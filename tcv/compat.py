@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tcv.cache.kernel import KernelEntry, Target
 from tcv.gpu.model import Gpu, HostGpus
 from tcv.gpu.spec import default_warp_size
-from tcv.kernel import KernelEntry, Target
 
 NO_GPU_REASON = (
     "no accelerator found on this host — pass --gpu SPEC (e.g. cuda:90 or hip:gfx942) "

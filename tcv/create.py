@@ -8,7 +8,7 @@ The flow of ``tcv -c`` and ``tcv-build`` (SPEC §2, §3, §6):
    directory under ``/tmp/.tcv/`` (SPEC §8);
 3. ``buildah from scratch`` → ``add`` the tar → ``config --label`` the SPEC §3
    labels → ``commit`` (``--format oci`` or ``docker``), see
-   :mod:`tcv.buildah` for why the layer digest is reproducible;
+   :mod:`tcv.tools.buildah` for why the layer digest is reproducible;
 4. with ``push``, ``buildah push`` to the registry.
 
 The working container is removed whatever happens (failure, Ctrl-C), and the
@@ -28,14 +28,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tcv import buildah
-from tcv.cache import ScanResult, scan_layout
+from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.cache.layout import Layout
+from tcv.cache.merge import MergedCache, merge_scans, source_root
+from tcv.cache.metadata import group_filenames
+from tcv.cache.scan import ScanResult, scan_layout
 from tcv.errors import CreateError, ImageNotFoundError, ToolError, UsageError
-from tcv.imageref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
-from tcv.kernel import FileInfo, KernelEntry
-from tcv.layer import Member, plan_layer, source_date_epoch, write_layer_file
-from tcv.layout import Layout
-from tcv.manifest import (
+from tcv.image.layer import Member, plan_layer, source_date_epoch, write_layer_file
+from tcv.image.manifest import (
     CACHE_DIR,
     LABEL_LAYOUT,
     LABEL_MOUNT_PATH,
@@ -44,9 +44,10 @@ from tcv.manifest import (
     build_manifest,
     manifest_json,
 )
-from tcv.merge import MergedCache, merge_scans, source_root
-from tcv.metadata import group_filenames
-from tcv.registry import (
+from tcv.image.ref import CONTAINERS_STORAGE, DOCKER, parse_image_ref
+from tcv.staging import staging_dir, staging_root
+from tcv.tools import buildah
+from tcv.tools.registry import (
     AUTH,
     PLAIN_HTTP,
     TLS,
@@ -56,7 +57,6 @@ from tcv.registry import (
     access_hint,
     registry_host,
 )
-from tcv.staging import staging_dir, staging_root
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def resolve_target(image: str, *, push: bool) -> CreateTarget:
         )
     push_to = None
     if push:
-        from tcv.names import resolve_image
+        from tcv.image.names import resolve_image
 
         # A short name goes where registries.conf sends it, or is refused naming why.
         push_to = resolve_image(name, for_push=True).skopeo()
@@ -314,8 +314,8 @@ def create_image(
 ) -> CreateResult:
     """Build (and optionally push) the cache image of ``cache_dir`` (one
     directory, or several merged) as ``image``. ``split_by_target`` makes a
-    fleet image (:mod:`tcv.fleet`); ``image_format`` ``artifact`` an OCI
-    artifact (:mod:`tcv.artifact`). ``source``: the layout to pack (``triton``,
+    fleet image (:mod:`tcv.image.fleet`); ``image_format`` ``artifact`` an OCI
+    artifact (:mod:`tcv.image.artifact`). ``source``: the layout to pack (``triton``,
     ``inductor``, ``vllm``; None detects it). ``mount_path``: write the group
     files for a read-only mount of the image's cache tree at that path, as they
     are (SPEC §4 relocation done at build time)."""
@@ -340,7 +340,7 @@ def create_image(
     mtime = source_date_epoch() if timestamp is None else timestamp
     dirs = cache_dirs(cache_dir)
     if image_format == "artifact":
-        from tcv.artifact import artifact_destination, create_artifact
+        from tcv.image.artifact import artifact_destination, create_artifact
 
         artifact_destination(image, push=push)  # a bad IMAGE fails before the scan
         packed = pack_caches(dirs, include_launchers=include_launchers)
@@ -351,7 +351,7 @@ def create_image(
         dirs, include_launchers=include_launchers, source=source, mount_path=mount_path
     )
     if split_by_target:
-        from tcv.fleet import create_fleet
+        from tcv.image.fleet import create_fleet
 
         return create_fleet(packed, target, image_format, registry, mtime=mtime)
     entries = packed.entries
@@ -399,7 +399,7 @@ def groups_for_mount(
     """Each entry's group files rewritten to name ``mount_path/<key>/…``: the
     entries with those files' new sizes and digests (the manifest describes the
     layer), and the new bytes by ``<key>/<file>``."""
-    from tcv.relocate import relocate_group
+    from tcv.cache.relocate import relocate_group
 
     entries: list[KernelEntry] = []
     contents: dict[str, bytes] = {}
@@ -496,7 +496,7 @@ def write_build_context(
 ) -> ContextResult:
     """``tcv-build --context-only``: the same layer and labels as
     :func:`create_image`, written as a Containerfile build context."""
-    from tcv.containerfile import write_context
+    from tcv.image.containerfile import write_context
 
     target = resolve_target(image, push=False)
     mtime = source_date_epoch() if timestamp is None else timestamp

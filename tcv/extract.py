@@ -5,7 +5,7 @@
    target fits stops here (exit 4) before a single layer byte moves.
 2. Pull into a fresh staging directory (``skopeo copy`` to a ``dir:`` layout,
    pinned to the digest the preflight read), unpack every layer in order with
-   the checks of :mod:`tcv.unpack`, and verify each file against the image
+   the checks of :mod:`tcv.image.unpack`, and verify each file against the image
    manifest's sha256 when the manifest carries them.
 3. Filter per kernel with the compatibility engine, then install the kernels
    that fit with :func:`tcv.install.install_kernels` (relocated, atomic,
@@ -23,18 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv import jsonbound, skopeo
+from tcv.cache.kernel import KernelEntry, Target
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError, TcvError
 from tcv.gpu.model import HostGpus
-from tcv.imageref import OCI, ImageRef
-from tcv.kernel import KernelEntry, Target
-from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
+from tcv.image import jsonbound
+from tcv.image.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
+from tcv.image.pullguard import PullGuard, pull_cap
+from tcv.image.ref import OCI, ImageRef
+from tcv.image.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
 from tcv.placement import Placement
 from tcv.progress import DirWatcher, Progress
-from tcv.pullguard import PullGuard, pull_cap
-from tcv.registry import RegistryOptions
 from tcv.staging import staging_dir
-from tcv.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
+from tcv.tools import skopeo
+from tcv.tools.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def describe(
 ) -> ImageDescription:
     """Decode the summary label (pure). An unreadable summary is treated as absent,
     with a warning: the per-kernel check after the pull still decides."""
-    from tcv.manifest import ManifestError, parse_summary
+    from tcv.image.manifest import ManifestError, parse_summary
 
     text = labels.get(LABEL_SUMMARY)
     summary: dict[str, Any] | None = None
@@ -129,9 +130,9 @@ def describe_index(
     ref: ImageRef, digest: str, manifest: Mapping[str, Any]
 ) -> ImageDescription | None:
     """A fleet index from its raw JSON (pure): each entry described by its
-    annotations (:mod:`tcv.fleet`). None when no entry carries a summary: an
+    annotations (:mod:`tcv.image.fleet`). None when no entry carries a summary: an
     index of ordinary images (one per platform), read the usual way."""
-    from tcv.fleet import index_entries
+    from tcv.image.fleet import index_entries
 
     children = tuple(
         describe(ref.pinned(e.digest), e.digest, e.annotations) for e in index_entries(manifest)
@@ -139,7 +140,7 @@ def describe_index(
     if not any(c.targets is not None for c in children):
         return None
     targets = [t for c in children for t in c.targets or []]
-    from tcv.manifest import summary_json
+    from tcv.image.manifest import summary_json
 
     summary = jsonbound.loads(summary_json(targets), "the summary")
     labels: dict[str, str] = {}
@@ -159,8 +160,8 @@ def inspect_image(
     its entries' annotations, an artifact by its manifest annotations, and
     only an ordinary image needs its config (``skopeo inspect``).
     """
-    from tcv.artifact import is_artifact
-    from tcv.fleet import is_index
+    from tcv.image.artifact import is_artifact
+    from tcv.image.fleet import is_index
 
     raw = skopeo.inspect_raw(ref, opts, timeout=timeout)
     try:
@@ -228,7 +229,7 @@ def preflight(
     no target of its summary fits ``host``. An image without a summary passes:
     its kernels are judged one by one after the pull."""
     require_gpus(host)
-    from tcv.trust import refuse_if_rejected
+    from tcv.image.trust import refuse_if_rejected
 
     refuse_if_rejected(ref, opts.signature_policy)
     desc = inspect_image(ref, opts, timeout=timeout)
@@ -526,8 +527,8 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     image. Older manifests (bare array, no ``files``) and images without one
     (the Go tools') are read from the unpacked metadata with the cache scanner.
     """
-    from tcv.cache import key_candidates, scan_cache
-    from tcv.manifest import ManifestError, parse_manifest
+    from tcv.cache.scan import key_candidates, scan_cache
+    from tcv.image.manifest import ManifestError, parse_manifest
 
     cache_root = unpacked.cache_root
     if not _real_dir(cache_root):
@@ -597,8 +598,8 @@ def _checked(
     skipped: list[tuple[str, str]],
 ) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
     """``entries`` without the kernels that are unsafe to install, which join
-    ``skipped`` with the reason (:mod:`tcv.kernelcheck`, links in the layer)."""
-    from tcv.kernelcheck import kernel_problem
+    ``skipped`` with the reason (:mod:`tcv.cache.kernelcheck`, links in the layer)."""
+    from tcv.cache.kernelcheck import kernel_problem
 
     kept: list[KernelEntry] = []
     for entry in entries:
@@ -828,7 +829,7 @@ def image_entries(
     """The kernel entries of an image, for ``tcv check -i``: the image is pulled
     and verified in staging (the manifest lives in the layer), then removed. Of
     a fleet index only the entries that fit ``host`` are pulled."""
-    from tcv.names import resolve_image
+    from tcv.image.names import resolve_image
 
     ref = resolve_image(ref_text)
     with staging_dir("check-") as stage:

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv import jsonbound
-from tcv.cache import INSTALL_LOCK_NAME
+from tcv.cache.scan import INSTALL_LOCK_NAME
 from tcv.errors import ExtractError
+from tcv.image import jsonbound
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class _Installer:
     def _group(self, sfd: int, name: str, key: str) -> bytes | None:
         """The group file rewritten for ``target_root/<key>``, or None to keep it
         as it is (list form, or unreadable: Triton treats the latter as a miss)."""
-        from tcv.relocate import relocate_group
+        from tcv.cache.relocate import relocate_group
 
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)

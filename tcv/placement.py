@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tcv.cache.layout import VLLM, Layout
 from tcv.errors import UsageError
 from tcv.gpu.model import HostGpus
-from tcv.layout import VLLM, Layout
 
 TRITON = "triton"
 INDUCTOR = "inductor"
@@ -72,7 +72,7 @@ def base_dir(
         return Path(os.path.abspath(inductor_cache_dir(env, user)))
     if workload == VLLM:
         return Path(os.path.abspath(vllm_cache_root(env, home)))
-    from tcv.cache import default_cache_dir
+    from tcv.cache.scan import default_cache_dir
 
     return Path(os.path.abspath(default_cache_dir(env)))
 

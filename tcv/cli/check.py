@@ -6,13 +6,13 @@ from pathlib import Path
 
 from plumbum import cli
 
+from tcv.cache.kernel import KernelEntry
 from tcv.cli.base import TcvApplication, fail
 from tcv.cli.gpus import NO_GPU_HINT, host_from_options
 from tcv.cli.options import GpuOptions, JsonOption, RegistrySwitches
 from tcv.compat import CheckResult, check_entries, consumer_triton_version
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_OK, UsageError
 from tcv.gpu.model import HostGpus
-from tcv.kernel import KernelEntry
 from tcv.output import render_json, render_table
 
 _KEY_WIDTH = 16
@@ -118,7 +118,7 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
             # Of a fleet index only the images whose targets fit this host are pulled.
             entries = image_entries(self.image, self.registry_options(), host, consumer)
             return self.image, list(entries)
-        from tcv.cache import default_cache_dir, scan_layout
+        from tcv.cache.scan import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()
         return str(root), list(scan_layout(root).entries)

@@ -9,13 +9,13 @@ from typing import Any
 from tcv.cli.base import sigterm_as_interrupt
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_OK, UsageError
 from tcv.extract import ExtractReport, extract_image
-from tcv.names import resolve_image
+from tcv.image.names import resolve_image
 from tcv.output import render_json, render_table
 
 
 def run_extract(app: Any) -> int:
     """Run ``tcv -e`` with the switches of the top-level ``Tcv`` application."""
-    from tcv.cache import default_cache_dir
+    from tcv.cache.scan import default_cache_dir
     from tcv.compat import consumer_triton_version
     from tcv.gpu.discover import host_gpus
     from tcv.progress import for_output
@@ -75,8 +75,8 @@ def _workload_base(workload: str, directory: str | None) -> Path:
 
 def _planner(workload: str, base: Path, host: Any) -> Any:
     """``--for``: the directories to install into, from the image's layout label."""
-    from tcv.layout import parse_label
-    from tcv.manifest import LABEL_LAYOUT
+    from tcv.cache.layout import parse_label
+    from tcv.image.manifest import LABEL_LAYOUT
     from tcv.placement import plan
 
     def placements(desc: Any) -> Any:

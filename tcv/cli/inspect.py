@@ -26,9 +26,9 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
 
     def main(self, image: str) -> int:
         from tcv.extract import inspect_image
-        from tcv.names import resolve_image
+        from tcv.image.names import resolve_image
+        from tcv.image.trust import SIGNED, refuse_if_rejected
         from tcv.output import render_json
-        from tcv.trust import SIGNED, refuse_if_rejected
 
         ref = resolve_image(image)
         opts = self.registry_options()
@@ -50,7 +50,7 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
 
 def render_description(desc) -> str:  # type: ignore[no-untyped-def]
     """The human form: the image, its labels, then one row per summary target."""
-    from tcv.manifest import LABEL_SUMMARY
+    from tcv.image.manifest import LABEL_SUMMARY
     from tcv.output import human_bytes, render_table
 
     size = desc.cache_size
@@ -86,7 +86,7 @@ def render_description(desc) -> str:  # type: ignore[no-untyped-def]
         ]
         lines.append(render_table(["BACKEND", "ARCH", "WARP", "TRITON", "PTX", "KERNELS"], rows))
     if desc.entries:
-        from tcv.fleet import ANNOTATION_TARGET
+        from tcv.image.fleet import ANNOTATION_TARGET
 
         rows = [[e.labels.get(ANNOTATION_TARGET, "-"), e.digest] for e in desc.entries]
         lines += ["", render_table(["TARGET", "IMAGE"], rows)]

@@ -8,7 +8,7 @@ import sys
 from plumbum import cli
 
 from tcv.errors import UsageError
-from tcv.registry import RegistryOptions
+from tcv.tools.registry import RegistryOptions
 
 
 class JsonOption:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from plumbum import cli
 
+from tcv.cache.kernel import KernelEntry
 from tcv.cli.base import TcvApplication
 from tcv.cli.options import JsonOption
-from tcv.kernel import KernelEntry
 from tcv.output import human_bytes, render_json, render_table
 
 _KEY_WIDTH = 16
@@ -76,7 +76,7 @@ class Scan(TcvApplication, JsonOption):
 
     # No annotation on DIR: plumbum would try to convert with "str | None".
     def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
-        from tcv.cache import default_cache_dir, scan_layout
+        from tcv.cache.scan import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()
         source = str(self.source).lower() if self.source else None

@@ -135,7 +135,7 @@ def visible_gpus(config: ContainerConfig, env: Mapping[str, str]):  # type: igno
 
 
 def registry_options(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
-    from tcv.registry import RegistryOptions
+    from tcv.tools.registry import RegistryOptions
 
     return RegistryOptions(
         tls_verify=env.get("TCV_HOOK_TLS_VERIFY", "true").lower() != "false",

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING
 from tcv.hook.state import HookError
 
 if TYPE_CHECKING:
+    from tcv.cache.kernel import KernelEntry
     from tcv.gpu.model import HostGpus
-    from tcv.kernel import KernelEntry
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def inspect_digest(ref: str, opts: object, timeout: float) -> str | None:
     """The manifest digest of ``ref`` (a transport reference) by ``skopeo inspect
     --raw``; None when the image does not exist there."""
     from tcv.errors import ToolError
-    from tcv.runner import run
+    from tcv.tools.runner import run
 
     argv = ["skopeo", "inspect", "--raw"]
     if ref.startswith("docker://"):
@@ -300,7 +300,7 @@ class Store:
                 f"the store entry {path} is damaged: {err}",
                 f"remove {path}; the next container start fills it again",
             ) from None
-        from tcv.manifest import parse_manifest
+        from tcv.image.manifest import parse_manifest
 
         return StoredImage(
             digest=digest,
@@ -422,8 +422,8 @@ class Store:
         import tempfile
 
         from tcv.extract import fetch_image, fetch_images
-        from tcv.imageref import parse_image_ref
-        from tcv.manifest import build_manifest
+        from tcv.image.manifest import build_manifest
+        from tcv.image.ref import parse_image_ref
 
         self.sweep()
         work = Path(tempfile.mkdtemp(prefix="fill-", dir=self.root / "tmp"))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
+from tcv.image.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_SUMMARY
 from tests.harness import hostile as h
 from tests.hostile import craft as c
 from tests.hostile.craft import BAD, GOOD, MIB, Blob, C, Kernels, M

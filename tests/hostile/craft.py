@@ -19,9 +19,9 @@ from pathlib import Path
 
 import zstandard
 
-from tcv.cache import scan_cache
-from tcv.kernel import FileInfo, KernelEntry
-from tcv.manifest import build_labels, build_manifest
+from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.cache.scan import scan_cache
+from tcv.image.manifest import build_labels, build_manifest
 from tests.harness import hostile as h
 
 C = h.CACHE_DIR

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.manifest import parse_manifest, parse_summary
-from tcv.unpack import unpack_layers
+from tcv.cache.scan import scan_cache
+from tcv.image.manifest import parse_manifest, parse_summary
+from tcv.image.unpack import unpack_layers
 from tests.harness import buildah_state
 from tests.harness.gostyle import build_gostyle_image, fetch_image
 

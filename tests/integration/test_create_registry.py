@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.manifest import parse_manifest, parse_summary
+from tcv.cache.scan import scan_cache
+from tcv.image.manifest import parse_manifest, parse_summary
 from tests.harness import buildah_state
 from tests.harness.gostyle import fetch_image
 

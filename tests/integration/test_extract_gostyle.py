@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tests.harness import hostile as h
 from tests.harness.gostyle import build_gostyle_image
 

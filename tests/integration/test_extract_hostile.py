@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.extract import UNLABELLED_FLOOR, unlabelled_limit
-from tcv.manifest import LABEL_CACHE_SIZE, build_labels, build_manifest
+from tcv.image.manifest import LABEL_CACHE_SIZE, build_labels, build_manifest
 from tests.harness import hostile as h
 
 pytestmark = pytest.mark.integration

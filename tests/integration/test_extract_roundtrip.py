@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tests.harness.hostile import H100, run_tcv, skopeo_copy
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tests.harness.hostile import run_tcv, snapshot
 from tests.integration.test_triton_cache_hit import _compile
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.fleet import ANNOTATION_TARGET
-from tcv.manifest import LABEL_SUMMARY, parse_summary
+from tcv.cache.scan import scan_cache
+from tcv.image.fleet import ANNOTATION_TARGET
+from tcv.image.manifest import LABEL_SUMMARY, parse_summary
 from tests.harness import buildah_state
 from tests.harness import hostile as h
 
@@ -439,7 +439,7 @@ def test_a_kernel_from_the_fleet_is_a_real_triton_hit(registry, caches, tmp_path
 
 def test_the_hook_store_keeps_every_image_of_a_fleet_index(fleet, tmp_path):
     from tcv.hook.store import Resolved, Store
-    from tcv.registry import RegistryOptions
+    from tcv.tools.registry import RegistryOptions
 
     store = Store(tmp_path / "store")
     resolved = Resolved(f"docker://{fleet.ref}", fleet.digest, local=False)

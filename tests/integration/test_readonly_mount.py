@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tests.harness.hostile import run_tcv, snapshot
 from tests.integration.test_triton_cache_hit import DRIVER, _compile
 

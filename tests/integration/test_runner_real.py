@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tcv import runner
 from tcv.errors import ToolError
+from tcv.tools import runner
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_interrupt_stops_the_running_tool(tmp_path):
     os.mkfifo(fifo)
     code = (
         "import sys\n"
-        "from tcv import runner\n"
+        "from tcv.tools import runner\n"
         "from tcv.cli.base import sigterm_as_interrupt\n"
         "with sigterm_as_interrupt():\n"
         "    try:\n"

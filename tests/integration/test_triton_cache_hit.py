@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tcv.cache import read_entry, scan_cache
-from tcv.relocate import relocate_entry
+from tcv.cache.relocate import relocate_entry
+from tcv.cache.scan import read_entry, scan_cache
 
 pytestmark = pytest.mark.triton
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.manifest import build_labels, build_manifest
+from tcv.cache.scan import scan_cache
+from tcv.image.manifest import build_labels, build_manifest
 from tests.harness import hostile as h
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""OCI artifacts: the manifest, the layout, where one may be written (tcv.artifact)."""
+"""OCI artifacts: the manifest, the layout, where one may be written (tcv.image.artifact)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from tcv.artifact import (
+from tcv.errors import UsageError
+from tcv.image.artifact import (
     ARTIFACT_TYPE,
     EMPTY_CONFIG_TYPE,
     LAYER_TYPE,
@@ -19,8 +20,7 @@ from tcv.artifact import (
     render_manifest,
     write_layout,
 )
-from tcv.errors import UsageError
-from tcv.manifest import LABEL_ENTRY_COUNT, LABEL_SUMMARY, LABEL_VARIANT
+from tcv.image.manifest import LABEL_ENTRY_COUNT, LABEL_SUMMARY, LABEL_VARIANT
 
 
 def test_manifest_is_an_oci_1_1_artifact():

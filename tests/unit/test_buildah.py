@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tcv import buildah
 from tcv.errors import CreateError, ToolError
-from tcv.registry import RegistryOptions
+from tcv.tools import buildah
+from tcv.tools.registry import RegistryOptions
 
 
 def test_from_scratch_argv_names_the_container():

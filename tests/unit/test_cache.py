@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tcv.cache import (
+from tcv.cache.scan import (
     INSTALL_LOCK_NAME,
     NotAKernelError,
     ScanResult,
@@ -307,7 +307,7 @@ def test_launchers_are_entries_when_asked(root):
 def test_the_scan_does_not_hang_on_a_fifo_swapped_in_late(root, monkeypatch):
     """A FIFO appearing between listing and reading is refused by fstat, not
     waited on (the open is non-blocking)."""
-    import tcv.cache as cache
+    import tcv.cache.scan as cache
 
     real_entry_files = cache._entry_files
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.cli.app import Tcv
 from tcv.errors import EXIT_INCOMPATIBLE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
-from tcv.manifest import LABEL_SUMMARY, build_labels, build_manifest
+from tcv.image.manifest import LABEL_SUMMARY, build_labels, build_manifest
 from tests.harness import hostile as h
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "caches" / "triton-3.9"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.cli.app import Tcv
 from tcv.errors import EXIT_USAGE
 

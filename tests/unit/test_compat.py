@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tcv.cache.kernel import KernelEntry, Target
 from tcv.compat import (
     NO_GPU_REASON,
     PTX_MIN_CUDA,
@@ -18,7 +19,6 @@ from tcv.compat import (
 )
 from tcv.gpu.discover import host_gpus
 from tcv.gpu.model import Gpu, HostGpus
-from tcv.kernel import KernelEntry, Target
 
 CACHES = Path(__file__).resolve().parents[1] / "data" / "caches"
 
@@ -267,7 +267,7 @@ def _index() -> list[dict]:
 
 
 def _scanned() -> dict[str, KernelEntry]:
-    from tcv.cache import scan_cache
+    from tcv.cache.scan import scan_cache
 
     out: dict[str, KernelEntry] = {}
     for fixture in sorted({e["fixture"] for e in _index()}):

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.containerfile import quote, render_containerfile, write_context
+from tcv.cache.scan import scan_cache
 from tcv.errors import CreateError, UsageError
-from tcv.layer import plan_layer
+from tcv.image.containerfile import quote, render_containerfile, write_context
+from tcv.image.layer import plan_layer
 
 MANIFEST = b'{"triton": []}\n'
 

@@ -13,7 +13,7 @@ import pytest
 
 from tcv.create import create_image, image_title, resolve_target, scan_for_create
 from tcv.errors import CreateError, ImageNotFoundError, UsageError
-from tcv.registry import RegistryOptions
+from tcv.tools.registry import RegistryOptions
 
 ID = "ab" * 32
 DIGEST = "sha256:" + "cd" * 32

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError
 from tcv.extract import (
     describe,
@@ -21,10 +21,10 @@ from tcv.extract import (
     resolve_entries,
 )
 from tcv.gpu.model import Gpu, HostGpus
-from tcv.imageref import parse_image_ref
-from tcv.manifest import LABEL_SUMMARY, build_labels, build_manifest
-from tcv.registry import RegistryOptions
-from tcv.unpack import unpack_layers
+from tcv.image.manifest import LABEL_SUMMARY, build_labels, build_manifest
+from tcv.image.ref import parse_image_ref
+from tcv.image.unpack import unpack_layers
+from tcv.tools.registry import RegistryOptions
 from tests.harness import hostile as h
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "caches" / "triton-3.9"

@@ -1,4 +1,4 @@
-"""Fleet images: grouping by target, child names, index entries (tcv.fleet)."""
+"""Fleet images: grouping by target, child names, index entries (tcv.image.fleet)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import json
 
 import pytest
 
-from tcv.buildah import manifest_annotate_argv, manifest_push_argv
-from tcv.cache import scan_cache
-from tcv.fleet import (
+from tcv.cache.scan import scan_cache
+from tcv.image.fleet import (
     ANNOTATION_TARGET,
     child_name,
     group_by_target,
     index_entries,
     is_index,
 )
-from tcv.manifest import LABEL_ENTRY_COUNT, LABEL_SUMMARY, parse_summary
-from tcv.registry import RegistryOptions
+from tcv.image.manifest import LABEL_ENTRY_COUNT, LABEL_SUMMARY, parse_summary
+from tcv.tools.buildah import manifest_annotate_argv, manifest_push_argv
+from tcv.tools.registry import RegistryOptions
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def _index(groups) -> dict:
 
 def test_an_index_is_described_by_its_entries(groups):
     from tcv.extract import describe_index
-    from tcv.imageref import parse_image_ref
+    from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "sha256:" + "f" * 64, _index(groups))
     assert desc is not None and desc.kind == "index"
@@ -118,7 +118,7 @@ def test_an_index_is_described_by_its_entries(groups):
 
 def test_a_platform_index_without_summaries_is_read_as_an_image():
     from tcv.extract import describe_index
-    from tcv.imageref import parse_image_ref
+    from tcv.image.ref import parse_image_ref
 
     plain = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"os": "linux"}}]}
     assert describe_index(parse_image_ref("q.io/x:1"), "", plain) is None
@@ -138,7 +138,7 @@ def test_a_platform_index_without_summaries_is_read_as_an_image():
 def test_entries_are_chosen_by_the_hosts_gpus(groups, gpus, want):
     from tcv.extract import choose_entries, describe_index
     from tcv.gpu.model import Gpu, HostGpus
-    from tcv.imageref import parse_image_ref
+    from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))
     host = HostGpus(tuple(Gpu(i, *g) for i, g in enumerate(gpus)), (13, 4))
@@ -150,7 +150,7 @@ def test_no_fitting_entry_is_exit_4_naming_every_target(groups):
     from tcv.errors import IncompatibleError
     from tcv.extract import choose_entries, describe_index
     from tcv.gpu.model import Gpu, HostGpus
-    from tcv.imageref import parse_image_ref
+    from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))
     with pytest.raises(IncompatibleError) as err:

@@ -12,11 +12,11 @@ import shutil
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.hook import inject as inj
 from tcv.hook.state import HookError, State
 from tcv.hook.store import digest_dirname
-from tcv.manifest import build_manifest
+from tcv.image.manifest import build_manifest
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = "localhost/kernels:1"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tcv.cache.kernel import FileInfo, KernelEntry
 from tcv.hook import store as st
 from tcv.hook.state import HookError
-from tcv.kernel import FileInfo, KernelEntry
-from tcv.manifest import build_manifest
-from tcv.registry import RegistryOptions
+from tcv.image.manifest import build_manifest
+from tcv.tools.registry import RegistryOptions
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tcv.errors import EXIT_USAGE, UsageError
-from tcv.imageref import ImageRef, parse_image_ref
+from tcv.image.ref import ImageRef, parse_image_ref
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tcv.jsonbound import JsonBoundError, depth, loads
-from tcv.kernelcheck import group_problem, kernel_problem
+from tcv.cache.kernelcheck import group_problem, kernel_problem
+from tcv.image.jsonbound import JsonBoundError, depth, loads
 
 NAMES = {"k.json", "k.ptx", "k.cubin", "__grp__k.json"}
 

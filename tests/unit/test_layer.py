@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.cache.scan import scan_cache
 from tcv.errors import CreateError
-from tcv.kernel import FileInfo, KernelEntry
-from tcv.layer import Member, plan_layer, source_date_epoch, write_layer, write_layer_file
+from tcv.image.layer import Member, plan_layer, source_date_epoch, write_layer, write_layer_file
 
 MANIFEST = b'{"triton": []}\n'
 

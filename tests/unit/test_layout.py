@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from tcv.cache import key_encoding, list_dirs, scan_cache, scan_layout
+from tcv.cache.layout import INDUCTOR, TRITON, VLLM, Layout, Root, detect, parse_label, select
+from tcv.cache.scan import key_encoding, list_dirs, scan_cache, scan_layout
 from tcv.errors import UsageError
-from tcv.layout import INDUCTOR, TRITON, VLLM, Layout, Root, detect, parse_label, select
 from tests.data.layouts import FIXTURE, inductor_tree, vllm_tree
 
 KEY = "2E4ZO47NNGMR4ORNW7PVX5KF33774RL2Z7QVUPX3OWK4ZTK6OH3Q"

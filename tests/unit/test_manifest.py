@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
-from tcv.kernel import FileInfo, KernelEntry, Target
-from tcv.manifest import (
+from tcv.cache.kernel import FileInfo, KernelEntry, Target
+from tcv.cache.scan import scan_cache
+from tcv.image.manifest import (
     CACHE_DIR,
     LABEL_CACHE_SIZE,
     LABEL_ENTRY_COUNT,

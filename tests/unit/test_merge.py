@@ -1,4 +1,4 @@
-"""Merging several Triton caches into one image (tcv.merge)."""
+"""Merging several Triton caches into one image (tcv.cache.merge)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.merge import merge_scans, source_root
+from tcv.cache.scan import scan_cache
 from tcv.errors import CreateError
-from tcv.merge import merge_scans, source_root
 
 CUDA90 = "4SDXVXBFAHNXZM5UPNFTYK7NXZAF7A5DGE3DQLXW5HXK7GQX2FAA"
 GFX942 = "CICLSTXG324UF2GRJZBDSSPMY4J5QFIDWDUNIBOC4KTJHQKUJJOQ"

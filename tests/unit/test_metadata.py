@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.metadata import (
+from tcv.cache.metadata import (
     Metadata,
     MetadataError,
     amdgcn_arch,

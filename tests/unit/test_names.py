@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tcv.errors import UsageError
-from tcv.imageref import CONTAINERS_STORAGE, DOCKER, ImageRef
-from tcv.names import RegistriesConf, read_registries_conf, resolve, split_name
+from tcv.image.names import RegistriesConf, read_registries_conf, resolve, split_name
+from tcv.image.ref import CONTAINERS_STORAGE, DOCKER, ImageRef
 
 LOCAL = ["localhost/tcv-demo/vector-add:latest", "quay.io/org/kernels:v1", "localhost/k:v2"]
 NONE = RegistriesConf()

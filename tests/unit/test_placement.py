@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tcv.cache.layout import INDUCTOR, VLLM, Layout, Root
 from tcv.errors import UsageError
 from tcv.gpu.model import Gpu, HostGpus
-from tcv.layout import INDUCTOR, VLLM, Layout, Root
 from tcv.placement import Placement, base_dir, inductor_cache_dir, plan, vllm_cache_root
 
 HOST = HostGpus((Gpu(0, "cuda", "90", 32), Gpu(1, "cuda", "80", 32)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.relocate import relocate_entry, relocate_group
+from tcv.cache.relocate import relocate_entry, relocate_group
 
 CACHES = Path(__file__).resolve().parent.parent / "data" / "caches"
 INDEX = json.loads((CACHES / "index.json").read_text())

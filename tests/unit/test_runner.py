@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from plumbum import local
 
-from tcv import runner
 from tcv.errors import ToolError
+from tcv.tools import runner
 
 
 def test_run_returns_output(fp):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tcv import skopeo
 from tcv.errors import EXIT_EXTRACT, EXIT_NOT_FOUND, ExtractError, ImageNotFoundError
-from tcv.imageref import parse_image_ref
-from tcv.registry import RegistryOptions
+from tcv.image.ref import parse_image_ref
+from tcv.tools import skopeo
+from tcv.tools.registry import RegistryOptions
 
 INSPECT = {
     "Name": "127.0.0.1:5000/k",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.cache import scan_cache
+from tcv.cache.scan import scan_cache
 from tcv.create import check_mount_path, groups_for_mount
 from tcv.errors import UsageError
 from tcv.triton_cache import ReadOnlyFallbackCacheManager, readonly_dirs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tcv.imageref import parse_image_ref
-from tcv.trust import ACCEPT, REJECT, SIGNED, is_trust_failure, requirements_for, verdict
+from tcv.image.ref import parse_image_ref
+from tcv.image.trust import ACCEPT, REJECT, SIGNED, is_trust_failure, requirements_for, verdict
 
 SIGNED_BY = [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k.gpg"}]
 POLICY = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcv.errors import ExtractError
-from tcv.unpack import UnsafeLayerError, check_header, compression_of, unpack_layers
+from tcv.image.unpack import UnsafeLayerError, check_header, compression_of, unpack_layers
 from tests.harness import hostile as h
 
 C = "io.triton.cache"
@@ -360,7 +360,7 @@ def test_damaged_layers_fail_cleanly(tmp_path, area, blob, needle):
 
 
 def test_check_header_accepts_plain_entries():
-    from tcv.unpack import Header
+    from tcv.image.unpack import Header
 
     assert check_header(Header("./io.triton.cache/K/a.json")) == f"{C}/K/a.json"
     assert check_header(Header("./", type=b"5")) == ""
@@ -396,7 +396,7 @@ def test_limit_is_on_what_the_layers_unpack_to(tmp_path, area):
 
 
 def test_the_count_of_cache_files_is_bounded(tmp_path, area, monkeypatch):
-    from tcv import unpack
+    from tcv.image import unpack
 
     root, _ = area
     monkeypatch.setattr(unpack, "MAX_CACHE_FILES", 3)
@@ -406,7 +406,7 @@ def test_the_count_of_cache_files_is_bounded(tmp_path, area, monkeypatch):
 
 
 def test_the_count_of_entries_is_bounded(tmp_path, area, monkeypatch):
-    from tcv import unpack
+    from tcv.image import unpack
 
     root, _ = area
     monkeypatch.setattr(unpack, "MAX_MEMBERS", 5)

@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv import jsonbound
-from tcv.errors import TcvError, UsageError
-from tcv.kernel import FileInfo, KernelEntry
-from tcv.layout import MAX_DEPTH, Layout, detect, select
-from tcv.metadata import (
+from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.cache.layout import MAX_DEPTH, Layout, detect, select
+from tcv.cache.metadata import (
     AUTOTUNE_SUFFIX,
     MetadataError,
     group_filenames,
@@ -34,6 +32,8 @@ from tcv.metadata import (
     parse_metadata,
     ptx_version,
 )
+from tcv.errors import TcvError, UsageError
+from tcv.image import jsonbound
 
 _CHUNK = 1 << 20
 # The `.version`/`.target` lines (PTX) and the target triple (AMDGCN) sit at

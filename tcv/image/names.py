@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcv.errors import TcvError, UsageError
-from tcv.imageref import CONTAINERS_STORAGE, DOCKER, ImageRef, parse_image_ref
+from tcv.image.ref import CONTAINERS_STORAGE, DOCKER, ImageRef, parse_image_ref
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def resolve(
 def local_image_names(*, timeout: float = 30.0) -> list[str]:
     """Every name (``registry/repo:tag``) in local containers storage; empty when
     buildah cannot list it (then nothing resolves locally, as without an image)."""
-    from tcv.runner import run
+    from tcv.tools.runner import run
 
     try:
         result = run(["buildah", "images", "--json"], what="list local images", timeout=timeout)

@@ -1,7 +1,7 @@
 """buildah, as TCV drives it: argv builders (pure) and the calls (through
-:func:`tcv.runner.run`).
+:func:`tcv.tools.runner.run`).
 
-Reproducible layers (SPEC §3). The layer tar TCV writes (:mod:`tcv.layer`)
+Reproducible layers (SPEC §3). The layer tar TCV writes (:mod:`tcv.image.layer`)
 is unpacked into a ``scratch`` working container by ``buildah add``; buildah
 then re-tars the container's files at commit time, in sorted order, with the
 owners and modes of the unpacked tar. What would still vary between runs is
@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tcv.errors import CreateError, ToolError
-from tcv.registry import RegistryOptions
-from tcv.runner import Result, available, run
+from tcv.tools.registry import RegistryOptions
+from tcv.tools.runner import Result, available, run
 
 BUILDAH = "buildah"
 FORMATS = ("oci", "docker")

@@ -18,7 +18,7 @@ ecosystem nests such roots deeper:
   format is one file that TCV cannot look into).
 
 :func:`detect` takes the relative paths of the directories under what the user
-named (the shell in :mod:`tcv.cache` lists them, never descending into a
+named (the shell in :mod:`tcv.cache.scan` lists them, never descending into a
 kernel directory) and says which layout it is and where its roots are;
 :func:`select` applies ``--from``.
 """

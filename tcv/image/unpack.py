@@ -63,7 +63,7 @@ MEDIA_ZSTD = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.zstd",
 )
-# The layer of a TCV artifact (tcv.artifact), and the custom layer type of the
+# The layer of a TCV artifact (tcv.image.artifact), and the custom layer type of the
 # thunderbolt-era images (an uncompressed tar, whatever its name suggests):
 # the bytes decide the decompressor, as for every layer.
 MEDIA_CACHE = (

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tcv.errors import CreateError, UsageError
-from tcv.layer import DIR_MODE, FILE_MODE, Member
+from tcv.image.layer import DIR_MODE, FILE_MODE, Member
 
 ROOTFS = "rootfs"
 CONTAINERFILE = "Containerfile"

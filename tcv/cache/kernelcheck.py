@@ -21,8 +21,8 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
-from tcv.jsonbound import JsonBoundError, loads
-from tcv.metadata import group_name, metadata_filename
+from tcv.cache.metadata import group_name, metadata_filename
+from tcv.image.jsonbound import JsonBoundError, loads
 
 MAX_GROUP_BYTES = 1 << 20  # a group file lists a handful of names
 MAX_METADATA_BYTES = 16 << 20  # as the cache scanner allows

@@ -1,6 +1,6 @@
 """skopeo, the image mover: inspect (manifest + config, never a layer) and copy.
 
-Every call goes through :func:`tcv.runner.run`. ``skopeo inspect --no-tags``
+Every call goes through :func:`tcv.tools.runner.run`. ``skopeo inspect --no-tags``
 costs exactly two registry requests past authentication — the manifest and the
 config blob — whatever the image size, which is what the preflight promises
 (SPEC §2, exit 4 before any layer is fetched). The pull copies into skopeo's
@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv import jsonbound
 from tcv.errors import ExtractError, ImageNotFoundError, TcvError, ToolError
-from tcv.imageref import ImageRef
-from tcv.registry import (
+from tcv.image import jsonbound
+from tcv.image.ref import ImageRef
+from tcv.tools.registry import (
     AUTH,
     MISSING,
     OTHER,
@@ -30,7 +30,7 @@ from tcv.registry import (
     access_hint,
     registry_host,
 )
-from tcv.runner import run
+from tcv.tools.runner import run
 
 DIR_MANIFEST = "manifest.json"
 # containers/image reads at most 4 MiB of a manifest or config; what skopeo
@@ -158,7 +158,7 @@ def copy_to_dir(
         if err.returncode is None:
             raise
         message = skopeo_message(err.stderr_tail or err.message)
-        from tcv.trust import TrustError, is_trust_failure
+        from tcv.image.trust import TrustError, is_trust_failure
 
         if is_trust_failure(message):
             where = opts.signature_policy or "the containers policy (policy.json)"

@@ -11,7 +11,7 @@ This tar is what ``buildah add`` unpacks into the working container. buildah
 re-tars the container's contents when it commits; ``buildah commit
 --timestamp`` then pins every mtime again, so the committed layer's digest
 depends only on the paths, modes and bytes fixed here (see
-:mod:`tcv.buildah`).
+:mod:`tcv.tools.buildah`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from tcv.cache.kernel import KernelEntry
 from tcv.errors import CreateError
-from tcv.kernel import KernelEntry
 
 # Layer paths of SPEC §3; the manifest module owns the names, repeated here
 # only as defaults so the writer can be used on its own.
@@ -101,7 +101,7 @@ def plan_layer(
     ``sources``: the cache root of an entry found outside ``root`` (a nested
     layout); ``contents``: the bytes of ``<key>/<file>`` when they are not the
     file's on disk (group files rewritten for ``--mount-path``); ``roots``:
-    the cache of each key when several caches are merged (:mod:`tcv.merge`)."""
+    the cache of each key when several caches are merged (:mod:`tcv.cache.merge`)."""
     sources = {**(roots or {}), **(sources or {})}
     contents = contents or {}
     members: dict[str, Member] = {}

@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tcv.cache import key_for_hash
+from tcv.cache.kernel import FileInfo, KernelEntry, Target
+from tcv.cache.scan import key_for_hash
 from tcv.errors import ExtractError
-from tcv.kernel import FileInfo, KernelEntry, Target
 
 CACHE_DIR = "io.triton.cache"
 MANIFEST_DIR = "io.triton.manifest"
@@ -27,7 +27,7 @@ LABEL_CACHE_SIZE = "cache.triton.image/cache-size-bytes"
 LABEL_VARIANT = "cache.triton.image/variant"
 LABEL_FORMAT_VERSION = "cache.triton.image/format-version"
 LABEL_TITLE = "org.opencontainers.image.title"
-# Where the kernels were found (tcv.layout: kind and roots), for a nested layout.
+# Where the kernels were found (tcv.cache.layout: kind and roots), for a nested layout.
 LABEL_LAYOUT = "cache.triton.image/layout"
 # The path the group files name: a read-only mount of io.triton.cache there hits.
 LABEL_MOUNT_PATH = "cache.triton.image/mount-path"
@@ -209,7 +209,7 @@ def parse_summary(text: str) -> list[Target]:
     """Targets of a summary label. Accepts the Go tools' labels (no
     ``ptx_version``/``triton_version``/``entries``, numbers as strings or
     floats, arch as a number). ``arch`` is always a string in the result."""
-    from tcv.jsonbound import JsonBoundError, loads
+    from tcv.image.jsonbound import JsonBoundError, loads
 
     try:
         doc = loads(text, "summary label", max_bytes=SUMMARY_MAX)

@@ -29,17 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcv.errors import CreateError, UsageError
-from tcv.imageref import DOCKER, OCI, parse_image_ref
-from tcv.manifest import (
+from tcv.image.manifest import (
     LABEL_FORMAT_VERSION,
     LABEL_TITLE,
     LABEL_VARIANT,
     build_labels,
 )
+from tcv.image.ref import DOCKER, OCI, parse_image_ref
 
 if TYPE_CHECKING:
     from tcv.create import CreateResult, PackedCaches
-    from tcv.registry import RegistryOptions
+    from tcv.tools.registry import RegistryOptions
 
 ARTIFACT_TYPE = "application/vnd.triton.cache.v1"
 LAYER_TYPE = "application/vnd.triton.cache.layer.v1.tar+gzip"
@@ -178,11 +178,11 @@ def create_artifact(
     packed: PackedCaches, image: str, push: bool, registry: RegistryOptions, *, mtime: int
 ) -> CreateResult:
     """Write the artifact of ``packed`` and copy it to ``image``."""
-    from tcv import skopeo
     from tcv.create import CreateResult, _staging
     from tcv.errors import ToolError
-    from tcv.layer import write_layer_file
-    from tcv.runner import run
+    from tcv.image.layer import write_layer_file
+    from tcv.tools import skopeo
+    from tcv.tools.runner import run
 
     dest, shown, title = artifact_destination(image, push=push)
     labels = build_labels(packed.entries, title)

@@ -25,10 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tcv import buildah
+from tcv.cache.kernel import KernelEntry, Target
 from tcv.errors import CreateError, TcvError, ToolError
-from tcv.kernel import KernelEntry, Target
-from tcv.manifest import (
+from tcv.image.manifest import (
     LABEL_CACHE_SIZE,
     LABEL_ENTRY_COUNT,
     LABEL_SUMMARY,
@@ -36,10 +35,11 @@ from tcv.manifest import (
     build_summary,
     summary_json,
 )
+from tcv.tools import buildah
 
 if TYPE_CHECKING:
     from tcv.create import CreateResult, CreateTarget, PackedCaches
-    from tcv.registry import RegistryOptions
+    from tcv.tools.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def create_fleet(
 ) -> CreateResult:
     """Build one image per target group, the index over them, and push with ``--all``."""
     from tcv.create import CreateResult, _build, _push_error, _staging
-    from tcv.layer import write_layer_file
+    from tcv.image.layer import write_layer_file
 
     groups = group_by_target(packed.entries)
     built: list[tuple[TargetGroup, str]] = []

@@ -16,8 +16,8 @@ import posixpath
 import uuid
 from pathlib import Path
 
-from tcv import jsonbound
-from tcv.metadata import group_filenames
+from tcv.cache.metadata import group_filenames
+from tcv.image import jsonbound
 
 
 def relocate_group(data: object, new_dir: str) -> object:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv.cache import ScanResult, Skipped
+from tcv.cache.kernel import KernelEntry
+from tcv.cache.scan import ScanResult, Skipped
 from tcv.errors import CreateError
-from tcv.kernel import KernelEntry
 
 GROUP_PREFIX = "__grp__"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tcv.errors import TcvError, UsageError
-from tcv.imageref import CONTAINERS_STORAGE, DOCKER, ImageRef
+from tcv.image.ref import CONTAINERS_STORAGE, DOCKER, ImageRef
 
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 POLICY_MAX_BYTES = 1 << 20
@@ -96,7 +96,7 @@ def requirements_for(policy: Mapping[str, Any], ref: ImageRef) -> list[Any]:
     if isinstance(table, Mapping):
         name = ref.name
         if ref.transport == DOCKER:
-            from tcv.names import split_name
+            from tcv.image.names import split_name
 
             registry = split_name(name)[0]
             if registry is None:  # docker.io's implied forms

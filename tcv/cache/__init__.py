@@ -1,0 +1,1 @@
+"""The Triton cache on disk: kernel keys, metadata, scanning, layouts, relocation."""

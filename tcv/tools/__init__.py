@@ -1,0 +1,1 @@
+"""The programs TCV drives: the runner (the one door), buildah and skopeo."""

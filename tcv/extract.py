@@ -527,7 +527,8 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     image. Older manifests (bare array, no ``files``) and images without one
     (the Go tools') are read from the unpacked metadata with the cache scanner.
     """
-    from tcv.cache.scan import key_candidates, scan_cache
+    from tcv.cache.keys import key_candidates
+    from tcv.cache.scan import scan_cache
     from tcv.image.manifest import ManifestError, parse_manifest
 
     cache_root = unpacked.cache_root

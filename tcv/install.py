@@ -30,13 +30,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcv.cache.scan import INSTALL_LOCK_NAME
+from tcv.cache.keys import LOCK_NAME
 from tcv.errors import ExtractError
 from tcv.image import jsonbound
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = INSTALL_LOCK_NAME
 GROUP_PREFIX = "__grp__"
 _GROUP_MAX = 1 << 20
 

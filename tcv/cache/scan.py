@@ -12,7 +12,6 @@ the small heads needed for the metadata (no file is held in memory).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import stat
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.cache.keys import LOCK_NAME, is_key, key_encoding
 from tcv.cache.layout import MAX_DEPTH, Layout, detect, select
 from tcv.cache.metadata import (
     AUTOTUNE_SUFFIX,
@@ -40,7 +40,6 @@ _CHUNK = 1 << 20
 # the top of the file; keep this much of it, never the whole file.
 _HEAD = 64 * 1024
 _META_MAX = 16 << 20  # a metadata JSON is a few KiB; refuse to parse giants
-INSTALL_LOCK_NAME = ".tcv.lock"  # the lock tcv.install takes in every DEST
 _TMP_MARK = "tmp.pid_"  # runtime/cache.py put(): <entry>/tmp.pid_<pid>_<uuid>/
 _LAUNCHER_HINT = "--include-launchers packs it"
 
@@ -115,58 +114,6 @@ def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
         return Path(value)
     home = env.get("TRITON_HOME") or env.get("HOME") or os.path.expanduser("~")
     return Path(home) / ".triton" / "cache"
-
-
-# ---------------------------------------------------------------- key encodings
-
-
-def key_encoding(key: str) -> str | None:
-    """Which of Triton's four KEY encodings ``key`` looks like (SPEC §4):
-    ``md5-hex`` (2.x), ``sha256-hex`` (3.0–3.1), ``sha256-base64url`` (3.2),
-    ``sha256-base32`` (3.3+); None when it is none of them."""
-    hexdigits = set("0123456789abcdef")
-    if len(key) == 32 and set(key) <= hexdigits:
-        return "md5-hex"
-    if len(key) == 64 and set(key) <= hexdigits:
-        return "sha256-hex"
-    if len(key) == 52 and set(key) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"):
-        return "sha256-base32"
-    if len(key) == 43 and all(c.isalnum() or c in "-_" for c in key) and key.isascii():
-        return "sha256-base64url"
-    return None
-
-
-def key_candidates(hash_hex: str) -> list[str]:
-    """Every KEY a Triton 3.x could have filed metadata ``hash`` under, newest
-    encoding first; for an md5 (2.x) the hash itself."""
-    try:
-        raw = bytes.fromhex(hash_hex)
-    except ValueError:
-        return [hash_hex]
-    if len(raw) != 32:
-        return [hash_hex]
-    return [
-        base64.b32encode(raw).decode().rstrip("="),  # 3.3+ runtime/cache.py _base32
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),  # 3.2
-        hash_hex,  # 3.0–3.1
-    ]
-
-
-def key_for_hash(hash_hex: str, triton_version: str | None = None) -> str:
-    """The KEY Triton ``triton_version`` files metadata ``hash`` under; the
-    3.3+ encoding when the version is unknown."""
-    candidates = key_candidates(hash_hex)
-    if len(candidates) == 1 or not triton_version:
-        return candidates[0]
-    try:
-        major, minor = (int(p) for p in triton_version.split(".")[:2])
-    except ValueError:
-        return candidates[0]
-    if (major, minor) >= (3, 3):
-        return candidates[0]
-    if (major, minor) == (3, 2):
-        return candidates[1]
-    return candidates[2]
 
 
 # ---------------------------------------------------------------- scanning
@@ -411,7 +358,7 @@ def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
         raise UsageError(f"cannot list cache directory {root}: {err.strerror}") from None
     for de in listing:
         key = de.name
-        if key == INSTALL_LOCK_NAME and de.is_file(follow_symlinks=False):
+        if key == LOCK_NAME and de.is_file(follow_symlinks=False):
             continue  # TCV's own install lock (tcv.install), not cache content
         try:
             if de.is_symlink():
@@ -465,10 +412,6 @@ def list_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[str]:
     return sorted(out)
 
 
-def _is_key(name: str) -> bool:
-    return key_encoding(name) is not None
-
-
 def scan_layout(
     root: Path, *, source: str | None = None, include_launchers: bool = False
 ) -> ScanResult:
@@ -483,7 +426,7 @@ def scan_layout(
     """
     root = Path(root)
     _check_root(root)
-    layout = select(detect(list_dirs(root), _is_key), source, str(root))
+    layout = select(detect(list_dirs(root), is_key), source, str(root))
     if not layout.nested:
         return scan_cache(root, include_launchers=include_launchers)
     merged = ScanResult(root=Path(os.path.abspath(root)), layout=layout)

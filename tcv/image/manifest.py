@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tcv.cache.kernel import FileInfo, KernelEntry, Target
-from tcv.cache.scan import key_for_hash
+from tcv.cache.keys import key_for_hash
 from tcv.errors import ExtractError
 
 CACHE_DIR = "io.triton.cache"
@@ -110,7 +110,7 @@ def _parse_entry(item: Any, index: int) -> KernelEntry:
     key = _as_str(item.get("key"))
     if key is None:
         # Older manifests name no directory: Triton files an entry under an
-        # encoding of its metadata hash (SPEC §4); see cache.key_candidates
+        # encoding of its metadata hash (SPEC §4); see tcv.cache.keys.key_candidates
         # for every encoding when the Triton version is unknown.
         if hash_ is None:
             raise ManifestError(f"manifest entry {index} has neither 'key' nor 'hash'")

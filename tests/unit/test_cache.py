@@ -18,17 +18,8 @@ from typing import Any
 
 import pytest
 
-from tcv.cache.scan import (
-    INSTALL_LOCK_NAME,
-    NotAKernelError,
-    ScanResult,
-    default_cache_dir,
-    key_candidates,
-    key_encoding,
-    key_for_hash,
-    read_entry,
-    scan_cache,
-)
+from tcv.cache.keys import LOCK_NAME, key_candidates, key_encoding, key_for_hash
+from tcv.cache.scan import NotAKernelError, ScanResult, default_cache_dir, read_entry, scan_cache
 from tcv.errors import EXIT_USAGE, UsageError
 
 CACHES = Path(__file__).resolve().parent.parent / "data" / "caches"
@@ -400,7 +391,7 @@ def test_default_cache_dir(env, expected):
 
 def test_install_lock_is_not_reported(tmp_path):
     """The lock tcv.install leaves in every DEST is TCV's own file, not cache content."""
-    (tmp_path / INSTALL_LOCK_NAME).write_text("")
+    (tmp_path / LOCK_NAME).write_text("")
     (tmp_path / "lock").write_text("")
     result = scan_cache(tmp_path)
     assert [s.path for s in result.skipped] == ["lock"]

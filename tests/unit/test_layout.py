@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
+from tcv.cache.keys import is_key
 from tcv.cache.layout import INDUCTOR, TRITON, VLLM, Layout, Root, detect, parse_label, select
-from tcv.cache.scan import key_encoding, list_dirs, scan_cache, scan_layout
+from tcv.cache.scan import list_dirs, scan_cache, scan_layout
 from tcv.errors import UsageError
 from tests.data.layouts import FIXTURE, inductor_tree, vllm_tree
 
@@ -16,8 +17,7 @@ KEY = "2E4ZO47NNGMR4ORNW7PVX5KF33774RL2Z7QVUPX3OWK4ZTK6OH3Q"
 KEYS = sorted(p.name for p in FIXTURE.iterdir() if p.is_dir())
 
 
-def _is_key(name: str) -> bool:
-    return key_encoding(name) is not None
+_is_key = is_key
 
 
 def test_kernels_at_the_top_are_a_triton_cache_whatever_lies_deeper():

@@ -27,10 +27,17 @@ from tcv.cache.kernel import KernelEntry, Target
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError, TcvError
 from tcv.gpu.model import HostGpus
 from tcv.image import jsonbound
-from tcv.image.manifest import LABEL_CACHE_SIZE, LABEL_ENTRY_COUNT, LABEL_PREFIX, LABEL_SUMMARY
+from tcv.image.manifest import (
+    CACHE_DIR,
+    LABEL_CACHE_SIZE,
+    LABEL_ENTRY_COUNT,
+    LABEL_PREFIX,
+    LABEL_SUMMARY,
+    MANIFEST_PATH,
+)
 from tcv.image.pullguard import PullGuard, pull_cap
 from tcv.image.ref import OCI, ImageRef
-from tcv.image.unpack import CACHE_TREE, MANIFEST_TREE, UnpackResult, unpack_layers
+from tcv.image.unpack import UnpackResult, unpack_layers
 from tcv.placement import Placement
 from tcv.progress import DirWatcher, Progress
 from tcv.staging import staging_dir
@@ -39,7 +46,6 @@ from tcv.tools.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = f"{MANIFEST_TREE}/manifest.json"
 # A 10,000-kernel manifest is about 15 MB; parsing takes some 8x its size.
 MANIFEST_MAX = 64 << 20
 LABEL_MAX = 1 << 20  # the summary label; registries cap a whole config at 4 MiB
@@ -534,10 +540,10 @@ def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tup
     cache_root = unpacked.cache_root
     if not _real_dir(cache_root):
         raise ExtractError(
-            f"the image has no {CACHE_TREE}/ directory: it is not a Triton cache image",
+            f"the image has no {CACHE_DIR}/ directory: it is not a Triton cache image",
             "check the image name; cache images are made with tcv -c",
         )
-    manifest_path = unpacked.root / MANIFEST_FILE
+    manifest_path = unpacked.root / MANIFEST_PATH
     entries: list[KernelEntry] = []
     if _real_file(manifest_path):
         if manifest_path.stat().st_size > MANIFEST_MAX:

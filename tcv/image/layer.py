@@ -28,11 +28,10 @@ from typing import BinaryIO
 
 from tcv.cache.kernel import KernelEntry
 from tcv.errors import CreateError
+from tcv.image.manifest import CACHE_DIR, MANIFEST_PATH
 
 # Layer paths of SPEC §3; the manifest module owns the names, repeated here
 # only as defaults so the writer can be used on its own.
-CACHE_DIR = "io.triton.cache"
-MANIFEST_PATH = "io.triton.manifest/manifest.json"
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755

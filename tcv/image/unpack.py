@@ -22,11 +22,10 @@ with the reason, in :attr:`UnpackResult.bad`); one standing for a tree itself
 or for the manifest refuses the image. So nothing read from staging later can
 lead out of it.
 
-The tar stream is read by a small reader of the POSIX/GNU formats (ustar
-headers, PAX ``x``/``g`` records, GNU long names) rather than :mod:`tarfile`:
-a cache layer holds tens of thousands of small files and the per-entry cost
-of the general module dominated extraction. File creation, which costs the
-kernel the most, runs on a few threads while the stream is parsed.
+The tar stream is parsed by :mod:`tcv.image.tar` (its docstring says why not
+:mod:`tarfile`); this module decides what each entry may be and writes it.
+File creation, which costs the kernel the most, runs on a few threads while
+the stream is parsed.
 """
 
 from __future__ import annotations
@@ -39,17 +38,31 @@ import shutil
 import stat
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from tcv.errors import ExtractError, TcvError
+from tcv.image.manifest import CACHE_DIR, MANIFEST_DIR, MANIFEST_PATH
+from tcv.image.tar import (
+    BLOCKDEV,
+    CHARDEV,
+    CHUNK,
+    DIRECTORY,
+    FIFO,
+    HARDLINK,
+    REGULAR,
+    SYMLINK,
+    Header,
+    Stream,
+    UnsafeLayerError,
+    padded,
+    read_headers,
+    short,
+)
 
-CACHE_TREE = "io.triton.cache"
-MANIFEST_TREE = "io.triton.manifest"
-KEPT_TREES = (CACHE_TREE, MANIFEST_TREE)
-_CACHE_PREFIX = CACHE_TREE + "/"
+KEPT_TREES = (CACHE_DIR, MANIFEST_DIR)
+_CACHE_PREFIX = CACHE_DIR + "/"
 
 MEDIA_TAR = (
     "application/vnd.oci.image.layer.v1.tar",
@@ -78,11 +91,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # What is not the cache (the manifest) gets its own allowance: a 10,000-kernel
 # manifest is a few MB.
 DEFAULT_OTHER_LIMIT = 64 << 20
-_CHUNK = 1 << 20
 _BIG_FILE = 1 << 20  # larger files stream to disk on the parsing thread
 _BATCH_BYTES = 2 << 20
-_BLOCK = 512
-_ZERO_BLOCK = b"\0" * _BLOCK
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _WRITERS = 1
@@ -93,47 +103,11 @@ MAX_CACHE_FILES = 250_000  # files in the cache tree: each costs a create
 MAX_NAME = 4096  # bytes, PATH_MAX
 MAX_COMPONENT = 255  # bytes, NAME_MAX
 MAX_DEPTH = 16  # components of a name in the two trees (SPEC §3 needs 3)
-MAX_EXTENSION = 1 << 20  # one PAX or GNU long-name record
-MAX_PAX_TOTAL = 1 << 20  # the PAX records in force at once
 MAX_LINK_HOPS = 8
 # Decompressed bytes a layer may spend beyond what it keeps: headers, padding,
 # extension records and entries outside the two trees.
 OVERHEAD_PER_MEMBER = 2048
 OVERHEAD_BASE = 64 << 20
-
-# Tar type flags (POSIX.1-2001 / GNU).
-REGULAR = (b"0", b"\0", b"7")
-HARDLINK = b"1"
-SYMLINK = b"2"
-CHARDEV = b"3"
-BLOCKDEV = b"4"
-DIRECTORY = b"5"
-FIFO = b"6"
-PAX_LOCAL = b"x"
-PAX_GLOBAL = b"g"
-GNU_LONGNAME = b"L"
-GNU_LONGLINK = b"K"
-
-
-class UnsafeLayerError(ExtractError):
-    """A layer entry that could escape the staging root or carry privileges."""
-
-
-@dataclass
-class Header:
-    """One tar entry's header, after PAX and GNU long-name records are applied."""
-
-    name: str
-    type: bytes = REGULAR[0]
-    size: int = 0
-    mode: int = 0o644
-    linkname: str = ""
-
-    def isreg(self) -> bool:
-        return self.type in REGULAR
-
-    def isdir(self) -> bool:
-        return self.type == DIRECTORY
 
 
 @dataclass
@@ -157,7 +131,7 @@ class UnpackResult:
 
     @property
     def cache_root(self) -> Path:
-        return self.root / CACHE_TREE
+        return self.root / CACHE_DIR
 
 
 # ---------------------------------------------------------------- pure checks
@@ -206,7 +180,7 @@ def check_header(h: Header) -> str:
         if len(parts) > MAX_DEPTH:
             raise UnsafeLayerError(
                 f"the layer has a path nested {len(parts)} directories deep "
-                f"(at most {MAX_DEPTH}): {_short(h.name)!r}"
+                f"(at most {MAX_DEPTH}): {short(h.name)!r}"
             )
     if h.mode & (stat.S_ISUID | stat.S_ISGID):
         raise UnsafeLayerError(f"the layer has a setuid/setgid entry {h.name!r}")
@@ -244,262 +218,27 @@ def check_header(h: Header) -> str:
     )
 
 
-def _short(text: str, keep: int = 120) -> str:
-    return text if len(text) <= keep else text[:keep] + "…"
-
-
 def _check_text(text: str, what: str) -> None:
     """A name or link target the filesystem can hold: no NUL, not longer than
     PATH_MAX, no component longer than NAME_MAX."""
     if "\0" in text:
-        raise UnsafeLayerError(f"the layer has a {what} with a NUL byte: {_short(text)!r}")
+        raise UnsafeLayerError(f"the layer has a {what} with a NUL byte: {short(text)!r}")
     if len(text) <= MAX_COMPONENT and text.isascii():
         return  # the usual case: short enough whatever its components
     raw = text.encode("utf-8", "surrogateescape")
     if len(raw) > MAX_NAME:
         raise UnsafeLayerError(
-            f"the layer has a {what} of {len(raw)} bytes (at most {MAX_NAME}): {_short(text)!r}"
+            f"the layer has a {what} of {len(raw)} bytes (at most {MAX_NAME}): {short(text)!r}"
         )
     if any(len(part) > MAX_COMPONENT for part in raw.split(b"/")):
         raise UnsafeLayerError(
             f"the layer has a {what} with a component longer than {MAX_COMPONENT} bytes: "
-            f"{_short(text)!r}"
+            f"{short(text)!r}"
         )
 
 
 def _kept(name: str) -> bool:
     return name.split("/", 1)[0] in KEPT_TREES
-
-
-# ---------------------------------------------------------------- tar reading
-
-
-class _Stream:
-    """Decompressed bytes of one layer, read in whole chunks.
-
-    No call hands out more than ``_CHUNK`` bytes of decompressed data, whatever
-    the ratio, and every decompressed byte is counted in ``out``; ``allowance``
-    (called per chunk) is the most the stream may produce in all.
-    """
-
-    def __init__(
-        self,
-        raw: BinaryIO,
-        kind: str,
-        report: Callable[[int], None] | None,
-        base: int,
-        *,
-        out: int = 0,
-        allowance: Callable[[], int] | None = None,
-    ):
-        self.raw = raw
-        self.report = report
-        self.done = base
-        self.out = out
-        self.allowance = allowance
-        self.buf = b""
-        self.pos = 0
-        self.kind = kind
-        if kind == "gzip":
-            self._z = zlib.decompressobj(wbits=31)
-        elif kind == "zstd":
-            # Python 3.11 has no zstd in the standard library (SPEC §3 needs tar+zstd).
-            import zstandard
-
-            self._zr = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-
-    def _chunk(self) -> bytes:
-        """The next piece of decompressed data, b"" at the end."""
-        if self.kind == "zstd":
-            data = self._zr.read(_CHUNK)
-            self._progress(self.raw.tell())
-        elif self.kind == "gzip":
-            data = self._gzip()
-        else:
-            data = self._raw()
-        self.out += len(data)
-        if self.allowance is not None and self.out > (limit := self.allowance()):
-            raise UnsafeLayerError(
-                f"the image's layers decompress to more than {limit} bytes, far more than "
-                "the files they hold (a decompression bomb)",
-                "raise --max-size if the image is trusted and really that large",
-            )
-        return data
-
-    def _raw(self) -> bytes:
-        raw = self.raw.read(_CHUNK)
-        self._progress(None, len(raw))
-        return raw
-
-    def _gzip(self) -> bytes:
-        while True:
-            z = self._z
-            if z.eof:
-                # Several gzip members one after the other (pigz, some builders).
-                data = z.unused_data or self._raw()
-                if not data:
-                    return b""
-                self._z = z = zlib.decompressobj(wbits=31)
-            elif z.unconsumed_tail:
-                data = z.unconsumed_tail
-            else:
-                data = self._raw()
-                if not data:
-                    out = z.flush(_CHUNK)  # what zlib still holds
-                    if out:
-                        return out
-                    raise ExtractError("the gzip layer of the image is truncated")
-            out = z.decompress(data, _CHUNK)
-            if out:
-                return out
-
-    def _progress(self, absolute: int | None, delta: int = 0) -> None:
-        if absolute is not None:
-            self.done = absolute
-        else:
-            self.done += delta
-        if self.report:
-            self.report(self.done)
-
-    def read(self, n: int) -> bytes:
-        """Exactly ``n`` bytes, or fewer only at the end of the stream."""
-        if n < 0:
-            raise ExtractError("the layer has a negative size in a tar header")
-        avail = len(self.buf) - self.pos
-        if avail >= n:
-            out = self.buf[self.pos : self.pos + n]
-            self.pos += n
-            return out
-        parts = [self.buf[self.pos :]]
-        self.buf, self.pos = b"", 0
-        while avail < n:
-            chunk = self._chunk()
-            if not chunk:
-                break
-            need = n - avail
-            if len(chunk) > need:
-                parts.append(chunk[:need])
-                self.buf, self.pos = chunk, need
-                avail = n
-            else:
-                parts.append(chunk)
-                avail += len(chunk)
-        return b"".join(parts)
-
-
-def _octal(field: bytes, what: str) -> int:
-    if field and field[0] & 0x80:
-        # GNU base-256 for large numbers; a negative one is never valid here.
-        if field[0] & 0x40:
-            raise ExtractError(f"the layer has a negative {what} in a tar header")
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip(b" \0")
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise ExtractError(f"the layer has a malformed {what} in a tar header") from None
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        if data[pos : pos + 1] == b"\0":
-            break
-        sp = data.find(b" ", pos, pos + 21)
-        if sp < 0 or not data[pos:sp].isdigit():
-            raise ExtractError("the layer has a malformed PAX header")
-        length = int(data[pos:sp])
-        if length <= sp - pos or pos + length > len(data):
-            raise ExtractError("the layer has a malformed PAX header")
-        record = data[sp + 1 : pos + length - 1]  # without the trailing newline
-        key, eq, value = record.partition(b"=")
-        if not eq:
-            raise ExtractError("the layer has a malformed PAX header")
-        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
-def _padded(size: int) -> int:
-    return (size + _BLOCK - 1) // _BLOCK * _BLOCK
-
-
-def read_headers(stream: _Stream) -> Iterator[Header]:
-    """Yield each entry's header; the caller must consume exactly
-    ``_padded(h.size)`` bytes of data (or call :func:`skip`) before the next."""
-    global_pax: dict[str, str] = {}
-    local: dict[str, str] = {}
-    zero_blocks = 0
-    while True:
-        block = stream.read(_BLOCK)
-        if not block:
-            return  # a stream without the end-of-archive blocks; accept it
-        if len(block) < _BLOCK:
-            raise ExtractError("the layer ends in the middle of a tar header")
-        if block == _ZERO_BLOCK:
-            zero_blocks += 1
-            if zero_blocks == 2:
-                return
-            continue
-        zero_blocks = 0
-        stored = _octal(block[148:156], "checksum")
-        if stored != sum(block[:148]) + 256 + sum(block[156:]):
-            raise ExtractError("the layer is not a valid tar archive (bad header checksum)")
-        type_ = block[156:157]
-        size = _octal(block[124:136], "size")
-        if type_ in (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
-            if size > MAX_EXTENSION:
-                raise UnsafeLayerError(
-                    f"the layer has a tar extension header of {size} bytes "
-                    f"(at most {MAX_EXTENSION})"
-                )
-            data = stream.read(_padded(size))[:size]
-            if len(data) < size:
-                raise ExtractError("the layer ends in the middle of a tar header")
-            if type_ == PAX_LOCAL:
-                local.update(_pax_records(data))
-            elif type_ == PAX_GLOBAL:
-                global_pax.update(_pax_records(data))
-                if sum(len(k) + len(v) for k, v in global_pax.items()) > MAX_PAX_TOTAL:
-                    raise UnsafeLayerError("the layer's global PAX records are implausibly large")
-            elif type_ == GNU_LONGNAME:
-                local["path"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            else:
-                local["linkpath"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            if sum(len(k) + len(v) for k, v in local.items()) > MAX_PAX_TOTAL:
-                raise UnsafeLayerError(
-                    "the layer's PAX records for one entry are implausibly large"
-                )
-            continue
-        name = block[0:100].split(b"\0", 1)[0]
-        if block[257:263] == b"ustar\x00":  # POSIX: the prefix field holds the rest
-            prefix = block[345:500].split(b"\0", 1)[0]
-            if prefix:
-                name = prefix + b"/" + name
-        pax = {**global_pax, **local} if global_pax else local
-        local = {}
-        if any(k.startswith("GNU.sparse") for k in pax):
-            raise UnsafeLayerError("the layer has a sparse file, which a cache never holds")
-        if "size" in pax:
-            text = pax["size"]
-            # Digits only: int() would take "-5", " 5" or "1_0"; a negative size
-            # would make the reader go backwards for ever.
-            if not (text.isascii() and text.isdigit()) or len(text) > 19:
-                raise UnsafeLayerError(f"the layer has a malformed PAX size {_short(text)!r}")
-            size = int(text)
-        if type_ in (DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO):
-            size = 0  # these carry no data, whatever the size field says
-        yield Header(
-            name=pax.get("path") or name.decode("utf-8", "surrogateescape"),
-            type=type_,
-            size=size,
-            mode=_octal(block[100:108], "mode"),
-            linkname=pax.get("linkpath")
-            or block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
-        )
 
 
 # ---------------------------------------------------------------- writing
@@ -604,7 +343,7 @@ class _Unpacker:
         self.writers = _Writers()
 
     def allowance(self) -> int:
-        """Decompressed bytes the layers may produce so far (see :class:`_Stream`)."""
+        """Decompressed bytes the layers may produce so far (see :class:`Stream`)."""
         kept = (self.max_bytes if self.max_bytes is not None else self.result.cache_bytes) + (
             self.max_other
         )
@@ -680,7 +419,7 @@ class _Unpacker:
 
     # -- entries --------------------------------------------------------
 
-    def entry(self, stream: _Stream, h: Header) -> None:
+    def entry(self, stream: Stream, h: Header) -> None:
         name = check_header(h)
         self.result.members += 1
         if self.result.members > MAX_MEMBERS:
@@ -688,11 +427,11 @@ class _Unpacker:
                 f"the image's layers hold more than {MAX_MEMBERS} entries: not a Triton cache"
             )
         if not name or not _kept(name):
-            self._skip(stream, _padded(h.size))  # outside the trees of SPEC §3: never written
+            self._skip(stream, padded(h.size))  # outside the trees of SPEC §3: never written
             return
         base = name.rpartition("/")[2]
         if base.startswith(_WHITEOUT):
-            self._skip(stream, _padded(h.size))
+            self._skip(stream, padded(h.size))
             self._whiteout(name, base)
             return
         if self.track_layer:
@@ -715,10 +454,10 @@ class _Unpacker:
         elif h.type == HARDLINK:
             self._hardlink(h, name)
 
-    def _skip(self, stream: _Stream, count: int) -> None:
+    def _skip(self, stream: Stream, count: int) -> None:
         remaining = count
         while remaining > 0:
-            got = len(stream.read(min(_CHUNK, remaining)))
+            got = len(stream.read(min(CHUNK, remaining)))
             if not got:
                 raise ExtractError("the layer ends in the middle of an entry")
             remaining -= got
@@ -741,7 +480,7 @@ class _Unpacker:
                     f"the image's manifest tree is larger than {self.max_other} bytes"
                 )
 
-    def _regular(self, stream: _Stream, h: Header, name: str) -> None:
+    def _regular(self, stream: Stream, h: Header, name: str) -> None:
         size = h.size
         if len(self.result.files) >= MAX_CACHE_FILES and name.startswith(_CACHE_PREFIX):
             raise UnsafeLayerError(
@@ -753,7 +492,7 @@ class _Unpacker:
         hashed = name.startswith(_CACHE_PREFIX)
         path = self.base + name
         if size <= _BIG_FILE:
-            block = stream.read(_padded(size))
+            block = stream.read(padded(size))
             if len(block) < size:
                 raise ExtractError(f"the layer ends in the middle of {h.name!r}")
             data = block[:size] if len(block) != size else block
@@ -768,7 +507,7 @@ class _Unpacker:
         try:
             remaining = size
             while remaining > 0:
-                chunk = stream.read(min(_CHUNK, remaining))
+                chunk = stream.read(min(CHUNK, remaining))
                 if not chunk:
                     raise ExtractError(f"the layer ends in the middle of {h.name!r}")
                 remaining -= len(chunk)
@@ -778,7 +517,7 @@ class _Unpacker:
                     view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        self._skip(stream, _padded(size) - size)
+        self._skip(stream, padded(size) - size)
         if hashed:
             self.result.files[name[len(_CACHE_PREFIX) :]] = digest.digest()
 
@@ -837,7 +576,7 @@ class _Unpacker:
         for name in sorted(self.symlinks):
             target = self.symlinks[name]
             parts = name.split("/")
-            if len(parts) <= 2 and (parts[0] == CACHE_TREE or name == MANIFEST_TREE):
+            if len(parts) <= 2 and (parts[0] == CACHE_DIR or name == MANIFEST_DIR):
                 if len(parts) == 1:
                     raise UnsafeLayerError(
                         f"the layer makes {name} a symlink (to {target!r}); "
@@ -847,11 +586,11 @@ class _Unpacker:
                     f"the kernel directory is a symlink in the image (to {target!r})"
                 )
                 continue
-            if name == f"{MANIFEST_TREE}/manifest.json":
+            if name == MANIFEST_PATH:
                 raise UnsafeLayerError(
                     f"the layer makes {name} a symlink (to {target!r}); it must be a file"
                 )
-            if parts[0] != CACHE_TREE:
+            if parts[0] != CACHE_DIR:
                 continue  # the manifest tree: only manifest.json is ever read
             key = parts[1]
             if len(parts) > 3:
@@ -908,7 +647,7 @@ class _Unpacker:
         if victim not in self.layer_paths:
             self._clear(victim)
 
-    def layer(self, stream: _Stream, index: int) -> None:
+    def layer(self, stream: Stream, index: int) -> None:
         self.layer_paths = set()
         self.track_layer = index > 0
         for h in read_headers(stream):
@@ -919,7 +658,7 @@ class _Unpacker:
 def _sha256_file(path: str) -> bytes:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.digest()
 
@@ -949,7 +688,7 @@ def unpack_layers(
             with open(path, "rb") as raw:
                 kind = compression_of(media_type, raw.read(4))
                 raw.seek(0)
-                stream = _Stream(
+                stream = Stream(
                     raw,  # type: ignore[arg-type]
                     kind,
                     progress,

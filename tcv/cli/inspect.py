@@ -25,7 +25,7 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
     USAGE = "    tcv inspect IMAGE [--json] [--tls-verify=false] [--authfile FILE]\n"
 
     def main(self, image: str) -> int:
-        from tcv.extract import inspect_image
+        from tcv.image.describe import inspect_image
         from tcv.image.names import resolve_image
         from tcv.image.trust import SIGNED, refuse_if_rejected
         from tcv.output import render_json

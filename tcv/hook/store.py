@@ -421,7 +421,7 @@ class Store:
         import shutil
         import tempfile
 
-        from tcv.extract import fetch_image, fetch_images
+        from tcv.image.fetch import fetch_image, fetch_images
         from tcv.image.manifest import build_manifest
         from tcv.image.ref import parse_image_ref
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcv.cache.scan import scan_cache
-from tcv.extract import UNLABELLED_FLOOR, unlabelled_limit
+from tcv.image.fetch import UNLABELLED_FLOOR, unlabelled_limit
 from tcv.image.manifest import LABEL_CACHE_SIZE, build_labels, build_manifest
 from tests.harness import hostile as h
 

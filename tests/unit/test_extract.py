@@ -12,18 +12,14 @@ import pytest
 
 from tcv.cache.scan import scan_cache
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError
-from tcv.extract import (
-    describe,
-    extract_image,
-    fetch_image,
-    preflight,
-    preflight_verdicts,
-    resolve_entries,
-)
+from tcv.extract import extract_image
 from tcv.gpu.model import Gpu, HostGpus
+from tcv.image.describe import describe, preflight, preflight_verdicts
+from tcv.image.fetch import fetch_image
 from tcv.image.manifest import LABEL_SUMMARY, build_labels, build_manifest
 from tcv.image.ref import parse_image_ref
 from tcv.image.unpack import unpack_layers
+from tcv.image.verify import resolve_entries
 from tcv.tools.registry import RegistryOptions
 from tests.harness import hostile as h
 

@@ -104,7 +104,7 @@ def _index(groups) -> dict:
 
 
 def test_an_index_is_described_by_its_entries(groups):
-    from tcv.extract import describe_index
+    from tcv.image.describe import describe_index
     from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "sha256:" + "f" * 64, _index(groups))
@@ -117,7 +117,7 @@ def test_an_index_is_described_by_its_entries(groups):
 
 
 def test_a_platform_index_without_summaries_is_read_as_an_image():
-    from tcv.extract import describe_index
+    from tcv.image.describe import describe_index
     from tcv.image.ref import parse_image_ref
 
     plain = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"os": "linux"}}]}
@@ -136,8 +136,8 @@ def test_a_platform_index_without_summaries_is_read_as_an_image():
     ],
 )
 def test_entries_are_chosen_by_the_hosts_gpus(groups, gpus, want):
-    from tcv.extract import choose_entries, describe_index
     from tcv.gpu.model import Gpu, HostGpus
+    from tcv.image.describe import choose_entries, describe_index
     from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))
@@ -148,8 +148,8 @@ def test_entries_are_chosen_by_the_hosts_gpus(groups, gpus, want):
 
 def test_no_fitting_entry_is_exit_4_naming_every_target(groups):
     from tcv.errors import IncompatibleError
-    from tcv.extract import choose_entries, describe_index
     from tcv.gpu.model import Gpu, HostGpus
+    from tcv.image.describe import choose_entries, describe_index
     from tcv.image.ref import parse_image_ref
 
     desc = describe_index(parse_image_ref("q.io/x:1"), "", _index(groups))

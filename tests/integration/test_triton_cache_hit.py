@@ -1,7 +1,7 @@
 """The real Triton reuses an entry installed through TCV's relocation.
 
 Compile a kernel into root A, install the entry into root B the way extract
-and the hook do (copy, then ``relocate_entry`` for B), remove A, and ask a
+and the hook do (:func:`tcv.install.install_kernels`), remove A, and ask a
 fresh Triton at B: it must take the cache-hit branch without writing anything.
 The same copy into root C *without* relocation must recompile, because
 Triton drops a group whose paths do not exist (runtime/cache.py
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tcv.cache.relocate import relocate_entry
 from tcv.cache.scan import read_entry, scan_cache
+from tcv.install import install_kernels
 
 pytestmark = pytest.mark.triton
 
@@ -71,10 +71,9 @@ def test_relocated_entry_is_a_cache_hit_and_unrelocated_one_is_not(tmp_path):
     assert (entry.backend, entry.arch, entry.warp_size) == ("cuda", "90", 32)
     assert entry.ptx_version is not None
 
-    for root in (b, c):
-        root.mkdir()
-        shutil.copytree(a / entry.key, root / entry.key)
-    assert relocate_entry(b / entry.key, str(b / entry.key)) == 1
+    assert install_kernels(a, [entry.key], b).installed == [entry.key]
+    c.mkdir()
+    shutil.copytree(a / entry.key, c / entry.key)
     shutil.rmtree(a)
     before = _files(b)
 

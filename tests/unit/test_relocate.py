@@ -1,16 +1,17 @@
-"""Rewriting group files for a new cache location (SPEC §4)."""
+"""Rewriting group files for a new cache location (SPEC §4): the pure rewrite,
+and what an install writes into DEST with it."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tcv.cache.relocate import relocate_entry, relocate_group
+from tcv.cache.relocate import relocate_group
+from tcv.install import install_kernels
 
 CACHES = Path(__file__).resolve().parent.parent / "data" / "caches"
 INDEX = json.loads((CACHES / "index.json").read_text())
@@ -50,8 +51,11 @@ def test_relocate_group(data, expected):
     assert data == before  # pure
 
 
-def _entry_copy(tmp_path: Path, fixture: str = "triton-3.9") -> Path:
-    return Path(shutil.copytree(_real_entry(fixture), tmp_path / "B" / _real_entry(fixture).name))
+def _install(source: Path, dest: Path, target_root: str | None = None) -> Path:
+    """Install the one kernel directory ``source`` into ``dest`` as extract and
+    the hook do; returns the installed directory."""
+    install_kernels(source.parent, [source.name], dest, target_root=target_root)
+    return dest / source.name
 
 
 def _group(entry: Path) -> tuple[Path, dict]:  # type: ignore[type-arg]
@@ -68,51 +72,49 @@ def _dict_form(fixture: str) -> bool:
 
 
 @pytest.mark.parametrize("fixture", [pytest.param(f, id=f) for f in FIXTURES if _dict_form(f)])
-def test_relocate_entry_points_every_child_at_the_new_place(tmp_path, fixture):
-    entry = _entry_copy(tmp_path, fixture)
-    grp, before = _group(entry)
+def test_install_points_every_child_at_the_new_place(tmp_path, fixture):
+    source = _real_entry(fixture)
+    _, before = _group(source)
+    entry = _install(source, tmp_path / "B")
     # As Triton wrote it: absolute paths into the cache it was built in.
     assert not any(p.startswith(str(entry)) for p in before["child_paths"].values())
-    os.chmod(grp, 0o640)
 
-    assert relocate_entry(entry, str(entry)) == 1
-
-    _, after = _group(entry)
+    grp, after = _group(entry)
     assert set(after["child_paths"]) == set(before["child_paths"])
     for name, path in after["child_paths"].items():
         assert path == str(entry / name)
         assert os.path.exists(path)  # what Triton's get_group checks
     assert sorted(p.name for p in entry.iterdir()) == sorted(
-        p.name for p in _real_entry(fixture).iterdir()
+        p.name for p in source.iterdir()
     )  # no temp file left
-    assert grp.stat().st_mode & 0o7777 == 0o640
     # Same serialisation as Triton's put_group (json.dumps defaults).
     assert grp.read_text() == json.dumps(after)
 
 
 @pytest.mark.parametrize("fixture", [pytest.param(f, id=f) for f in FIXTURES if not _dict_form(f)])
-def test_relocate_entry_leaves_real_list_form_groups_alone(tmp_path, fixture):
-    entry = _entry_copy(tmp_path, fixture)
-    grp, _ = _group(entry)
-    before = grp.read_bytes()
-    assert relocate_entry(entry, str(entry)) == 0
-    assert grp.read_bytes() == before
+def test_install_leaves_real_list_form_groups_alone(tmp_path, fixture):
+    source = _real_entry(fixture)
+    src_grp, _ = _group(source)
+    grp, _ = _group(_install(source, tmp_path / "B"))
+    assert grp.read_bytes() == src_grp.read_bytes()
 
 
-def test_relocate_entry_again_changes_nothing(tmp_path):
-    entry = _entry_copy(tmp_path)
-    assert relocate_entry(entry, str(entry)) == 1
-    grp, _ = _group(entry)
+def test_installing_again_changes_nothing(tmp_path):
+    source = _real_entry()
+    entry = _install(source, tmp_path / "B")
+    grp, first = _group(entry)
     inode = grp.stat().st_ino
-    assert relocate_entry(entry, str(entry)) == 0
+    again = install_kernels(source.parent, [source.name], tmp_path / "B")
+    assert again.present == [source.name] and not again.installed
     assert grp.stat().st_ino == inode
+    assert _group(entry)[1] == first
 
 
-def test_relocate_entry_to_a_container_path(tmp_path):
-    entry = _entry_copy(tmp_path)
-    assert relocate_entry(entry, "/home/user/.triton/cache/KEY") == 1
+def test_install_for_a_container_path(tmp_path):
+    entry = _install(_real_entry(), tmp_path / "B", target_root="/home/user/.triton/cache")
     _, after = _group(entry)
-    assert all(p.startswith("/home/user/.triton/cache/KEY/") for p in after["child_paths"].values())
+    prefix = f"/home/user/.triton/cache/{entry.name}/"
+    assert all(p.startswith(prefix) for p in after["child_paths"].values())
 
 
 @pytest.mark.parametrize(
@@ -122,16 +124,19 @@ def test_relocate_entry_to_a_container_path(tmp_path):
         pytest.param('{"child_paths": ', id="corrupt"),
     ],
 )
-def test_relocate_entry_leaves_other_groups_alone(tmp_path, text):
-    entry = tmp_path / "KEY"
-    entry.mkdir()
-    (entry / "__grp__k.json").write_text(text)
-    (entry / "k.json").write_text("{}")
-    assert relocate_entry(entry, "/new/KEY") == 0
+def test_install_leaves_other_groups_alone(tmp_path, text):
+    source = tmp_path / "A" / "KEY"
+    source.mkdir(parents=True)
+    (source / "__grp__k.json").write_text(text)
+    (source / "k.json").write_text("{}")
+    entry = _install(source, tmp_path / "B", target_root="/new")
     assert (entry / "__grp__k.json").read_text() == text
     assert sorted(p.name for p in entry.iterdir()) == ["__grp__k.json", "k.json"]
 
 
-def test_relocate_entry_without_group_files(tmp_path):
-    (tmp_path / "k.json").write_text("{}")
-    assert relocate_entry(tmp_path, "/new") == 0
+def test_install_without_group_files(tmp_path):
+    source = tmp_path / "A" / "KEY"
+    source.mkdir(parents=True)
+    (source / "k.json").write_text("{}")
+    entry = _install(source, tmp_path / "B", target_root="/new")
+    assert sorted(p.name for p in entry.iterdir()) == ["k.json"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcv import fs
 from tcv.cache.keys import LOCK_NAME
 from tcv.errors import ExtractError
 from tcv.image import jsonbound
@@ -70,22 +70,17 @@ def is_group_file(name: str) -> bool:
 def dest_lock(dfd: int, owner: tuple[int, int] | None = None) -> Iterator[None]:
     """Hold the exclusive lock of the cache directory open as ``dfd``."""
     try:
-        fd = os.open(
-            LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
-        )
+        fd = fs.open_lock(LOCK_NAME, dir_fd=dfd, mode=0o644)
     except OSError as err:
         raise ExtractError(
             f"cannot lock the cache directory: {err.strerror}",
             f"check that {LOCK_NAME} in it is a regular file you may write",
         ) from None
-    try:
+    with fs.lock(fd):
         if owner is not None and os.fstat(fd).st_uid != owner[0]:
             with contextlib.suppress(OSError):
                 os.fchown(fd, *owner)
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def install_kernels(
@@ -214,7 +209,7 @@ class _Installer:
         finally:
             os.close(sfd)
         try:
-            _rename_noreplace(str(src), key, None, self.dfd)
+            fs.rename_noreplace(str(src), key, src_dir_fd=None, dst_dir_fd=self.dfd)
             return "installed"
         except OSError as err:
             if err.errno == errno.EXDEV:
@@ -295,7 +290,7 @@ class _Installer:
 
     def _place(self, tmp: str, key: str) -> str:
         try:
-            _rename_noreplace(tmp, key, self.dfd, self.dfd)
+            fs.rename_noreplace(tmp, key, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
             return "installed"
         except OSError as err:
             # Already there (an earlier install, or Triton itself).
@@ -312,7 +307,7 @@ class _Installer:
         old = _temp_name()
         os.rename(key, old, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
         try:
-            _rename_noreplace(new, key, new_dfd, self.dfd)
+            fs.rename_noreplace(new, key, src_dir_fd=new_dfd, dst_dir_fd=self.dfd)
         except OSError:
             os.rename(old, key, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
             raise
@@ -366,41 +361,6 @@ def _write_new(
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
-
-
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-_libc = None
-
-
-def _rename_noreplace(src: str, dst: str, src_dfd: int | None, dst_dfd: int | None) -> None:
-    """rename(2) that never replaces: a plain rename would silently replace an
-    empty directory already at ``dst`` (renameat2 RENAME_NOREPLACE, Linux 3.15+)."""
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    import ctypes
-
-    rc = _libc.renameat2(
-        _AT_FDCWD if src_dfd is None else src_dfd,
-        os.fsencode(src),
-        _AT_FDCWD if dst_dfd is None else dst_dfd,
-        os.fsencode(dst),
-        _RENAME_NOREPLACE,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (errno.ENOSYS, errno.EINVAL):
-            # Old kernel or filesystem without the flag: check, then rename.
-            try:
-                os.stat(dst, dir_fd=dst_dfd, follow_symlinks=False)
-            except FileNotFoundError:
-                os.rename(src, dst, src_dir_fd=src_dfd, dst_dir_fd=dst_dfd)
-                return
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-        raise OSError(err, os.strerror(err), dst)
 
 
 def _copy_fd(src: int, dst: int, size: int) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import tcv
+from tcv import fs
 from tcv.errors import UsageError
 
 SCHEMA_VERSION = "1.0.0"
@@ -142,10 +143,7 @@ def write_hook_config(hooks_dir: Path, text: str) -> Path:
     try:
         hooks_dir.mkdir(parents=True, exist_ok=True)
         target = hooks_dir / FILE_NAME
-        tmp = hooks_dir / f".{FILE_NAME}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        fs.write_atomic(target, text, mode=0o644, fsync=True)
     except OSError as err:
         raise UsageError(
             f"cannot write the hook configuration into {hooks_dir}: {err.strerror}",

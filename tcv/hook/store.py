@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tcv import fs
 from tcv.hook.state import HookError
 
 if TYPE_CHECKING:
@@ -345,9 +345,7 @@ class Store:
         }
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
-            tmp = folder / f".{os.getpid()}.{time.monotonic_ns()}.tmp"
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, folder / f"{verdict_key(host, triton)}.json")
+            fs.write_atomic(folder / f"{verdict_key(host, triton)}.json", json.dumps(doc))
         except OSError as err:
             log.debug("cannot keep the verdict in %s: %s", folder, err)
         return verdict
@@ -380,13 +378,8 @@ class Store:
         using a view (so that no prune removes it meanwhile)."""
         self._ensure()
         lock = self.root / "locks" / f"{digest_dirname(digest)}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            # The hook's time bound interrupts a long wait.
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        with fs.lock(fs.open_lock(lock), shared=shared):  # the hook's time bound ends a long wait
             yield
-        finally:
-            os.close(fd)
 
     def fill_locked(
         self, resolved: Resolved, opts: object, *, timeout: float | None = None
@@ -467,9 +460,7 @@ class Store:
                 "labels": dict(desc.labels if desc and desc.kind == "index" else parts[0].labels),
                 "manifest": build_manifest(entries, str(cache_root)),
             }
-            tmp_record = work / f"{STORE_FILE}.tmp"
-            tmp_record.write_text(json.dumps(record))
-            os.replace(tmp_record, work / STORE_FILE)
+            fs.write_atomic(work / STORE_FILE, json.dumps(record))
             final = self.images / digest_dirname(resolved.digest)
             try:
                 os.rename(work, final)  # atomic: readers see all of it or none

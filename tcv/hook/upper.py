@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tcv import fs
 from tcv.hook.state import HookError
 
 CONTAINERS = "containers"
@@ -71,9 +72,7 @@ def write_record(store_root: Path, record: Record) -> Path:
     """Make the container's directory and its record; returns the directory."""
     folder = container_dir(store_root, record.id)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = folder / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record.__dict__))
-    os.replace(tmp, folder / RECORD)
+    fs.write_atomic(folder / RECORD, json.dumps(record.__dict__))
     return folder
 
 

@@ -115,7 +115,7 @@ class _HookConfigOptions(cli.Application):
 
         from tcv.gpu.spec import parse_cuda_version, parse_gpu_specs
         from tcv.hook import hooksjson
-        from tcv.hook.store import default_root
+        from tcv.hook.settings import default_root, hook_env
 
         gpus = list(self.gpu_specs or [])
         parse_gpu_specs(gpus)  # bad SPECs fail here, not at every container start
@@ -138,7 +138,7 @@ class _HookConfigOptions(cli.Application):
         log = self.log_file
         if log is not None and log != "syslog":
             log = os.path.abspath(log)
-        env = hooksjson.hook_env(
+        env = hook_env(
             gpus=gpus,
             cuda_driver=self.cuda_driver,
             store=store,
@@ -258,7 +258,8 @@ class HookStore(TcvApplication, JsonOption):
 
         from tcv.hook.lru import parse_size
         from tcv.hook.prune import inventory, prune
-        from tcv.hook.store import Store, default_root
+        from tcv.hook.settings import default_root
+        from tcv.hook.store import Store
         from tcv.output import render_json
 
         if action not in ("list", "prune"):

@@ -21,6 +21,7 @@ from pathlib import Path
 import tcv
 from tcv import fs
 from tcv.errors import UsageError
+from tcv.hook.settings import DEFAULT_TIMEOUT
 
 SCHEMA_VERSION = "1.0.0"
 # prestart mounts the cache (podman 5 runs prestart hooks as createRuntime);
@@ -31,8 +32,6 @@ FILE_NAME = "tcv.json"
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
 INSTALLED_HOOK = Path("libexec") / "tcv" / "tcv-hook"  # under sys.prefix (setup.cfg data_files)
 SOURCE_HOOK = Path("libexec") / "tcv-hook"  # beside the package in a checkout / editable install
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_TIMEOUT = 30
 # The runtime kills the hook at the JSON's timeout; the hook stops itself earlier.
 RUNTIME_GRACE = 5
 
@@ -61,40 +60,6 @@ def render_hook_config(
         "when": {"annotations": {ANNOTATION_REGEX: ".+"}},
         "stages": list(STAGES),
     }
-
-
-def hook_env(
-    *,
-    gpus: list[str] | None = None,
-    cuda_driver: str | None = None,
-    store: str | None = None,
-    log: str | None = None,
-    pull: str | None = None,
-    tls_verify: bool | None = None,
-    timeout: int = DEFAULT_TIMEOUT,
-    store_max: str | None = None,
-    signature_policy: str | None = None,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The hook's environment: only what was asked for, plus PATH and the time bound."""
-    env = {"PATH": DEFAULT_PATH, "TCV_HOOK_TIMEOUT": str(timeout), **(extra or {})}
-    if gpus:
-        env["TCV_GPUS"] = ";".join(gpus)
-    if cuda_driver:
-        env["TCV_CUDA_DRIVER"] = cuda_driver
-    if store:
-        env["TCV_STORE"] = store
-    if log:
-        env["TCV_HOOK_LOG"] = log
-    if pull:
-        env["TCV_HOOK_PULL"] = pull
-    if tls_verify is not None:
-        env["TCV_HOOK_TLS_VERIFY"] = "true" if tls_verify else "false"
-    if store_max:
-        env["TCV_HOOK_STORE_MAX"] = store_max
-    if signature_policy:
-        env["TCV_HOOK_SIGNATURE_POLICY"] = signature_policy
-    return env
 
 
 def rootless_env(uid: int, env: Mapping[str, str]) -> dict[str, str]:

@@ -35,15 +35,12 @@ from tcv.hook.paths import (
     open_in_container,
     passwd_home,
 )
+from tcv.hook.settings import HookSettings, in_user_namespace
 from tcv.hook.state import ANNOTATION_FOR, ContainerConfig, HookError, Mount, State, load_config
-from tcv.hook.store import Store, default_root, in_user_namespace, resolve
+from tcv.hook.store import Store, resolve
 
 log = logging.getLogger(__name__)
 
-PULL_ENV = "TCV_HOOK_PULL"
-PULL_POLICIES = ("missing", "never")
-DEFAULT_PULL = "missing"
-STORE_MAX_ENV = "TCV_HOOK_STORE_MAX"
 
 MOUNTED, PRESENT, COPIED, NONE = "mounted", "present", "copied", "none"
 
@@ -125,33 +122,13 @@ def cache_path_of(state: State, config: ContainerConfig, view: BindView) -> str:
     return container_cache_dir(annotations, config.env, home, user)
 
 
-def visible_gpus(config: ContainerConfig, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def visible_gpus(config: ContainerConfig, env: Mapping[str, str], settings: HookSettings):  # type: ignore[no-untyped-def]
     """The host's GPUs (the override in the hook's own environment, else detection)
     narrowed to those the container was given."""
     from tcv.gpu.discover import host_gpus, select_visible
 
-    host = host_gpus(None, env.get("TCV_CUDA_DRIVER") or None, env=env)
+    host = host_gpus(None, settings.cuda_driver, env=env)
     return select_visible(host, list(config.devices), config.env.get("NVIDIA_VISIBLE_DEVICES"))
-
-
-def registry_options(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
-    from tcv.tools.registry import RegistryOptions
-
-    return RegistryOptions(
-        tls_verify=env.get("TCV_HOOK_TLS_VERIFY", "true").lower() != "false",
-        authfile=env.get("TCV_HOOK_AUTHFILE") or None,
-        signature_policy=env.get("TCV_HOOK_SIGNATURE_POLICY") or None,
-    )
-
-
-def pull_allowed(env: Mapping[str, str]) -> bool:
-    policy = env.get(PULL_ENV, DEFAULT_PULL).strip().lower() or DEFAULT_PULL
-    if policy not in PULL_POLICIES:
-        raise HookError(
-            f"{PULL_ENV}={policy!r} is not a pull policy",
-            f"use one of {', '.join(PULL_POLICIES)} (tcv hook install --pull)",
-        )
-    return policy == "missing"
 
 
 def covering_mount(view: BindView, host_path: str) -> Mount | None:
@@ -225,13 +202,22 @@ def _view(store: Store, spec, resolved, opts, deadline: float):  # type: ignore[
         return render_view(store.root, spec, stored.cache_root), True
 
 
-def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectReport:
-    """Give ``state``'s container the kernels it can use; raise HookError on failure."""
+def inject(
+    state: State,
+    env: Mapping[str, str],
+    *,
+    deadline: float,
+    settings: HookSettings | None = None,
+) -> InjectReport:
+    """Give ``state``'s container the kernels it can use; raise HookError on failure.
+    ``env``: the hook's environment (GPU overrides, skopeo's); ``settings``: what
+    it says (read from ``env`` when not given)."""
     from tcv.hook import upper
     from tcv.hook.triton import container_triton
     from tcv.hook.view import ViewSpec, touch
 
     started = time.monotonic()
+    settings = settings or HookSettings.from_env(env)
     image = state.image
     if image is None:
         raise HookError("the container asked for no cache image")
@@ -240,7 +226,7 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
     bview = BindView.of(config)
     container_path = cache_path_of(state, config, bview)
     owner = host_owner(config)
-    host = visible_gpus(config, env)
+    host = visible_gpus(config, env, settings)
     gpus = tuple(f"{g.backend}:{g.arch}" for g in host.gpus)
     found = container_triton(bview, config.env)
     triton = found.version.split("+", 1)[0] if found else None
@@ -248,10 +234,10 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
         log.debug("container Triton %s (%s)", found.version, found.where)
 
     PROGRESS.phase = "resolving the cache image"
-    opts = registry_options(env)
+    opts = settings.registry_options()
     remaining = max(1.0, deadline - time.monotonic())
-    resolved = resolve(image, env, opts, pull=pull_allowed(env), timeout=remaining)
-    store = Store(default_root(env))
+    resolved = resolve(image, env, opts, pull=settings.pull_allowed(), timeout=remaining)
+    store = Store(settings.store_root)
     verdict = _verdict(store, resolved, host, triton, opts, deadline)
     keys = tuple(verdict.compatible)
     report = InjectReport(
@@ -320,7 +306,7 @@ def inject(state: State, env: Mapping[str, str], *, deadline: float) -> InjectRe
             swept = upper.sweep(store.root)  # containers whose stop was never seen
             if swept:
                 log.debug("removed the upper layers of gone containers %s", ", ".join(swept))
-            _keep_under_cap(store, env)
+            _keep_under_cap(store, settings.store_max)
             return _done(report, started, delivery=MOUNTED)
     else:
         notes.append("no container process to mount in")
@@ -360,10 +346,9 @@ def _done(
     )
 
 
-def _keep_under_cap(store: Store, env: Mapping[str, str]) -> None:
+def _keep_under_cap(store: Store, text: str) -> None:
     """Prune the store down to ``$TCV_HOOK_STORE_MAX`` (LRU), after this start is
     served; never fails the start."""
-    text = env.get(STORE_MAX_ENV, "").strip()
     if not text:
         return
     from tcv.hook.lru import parse_size
@@ -378,12 +363,12 @@ def _keep_under_cap(store: Store, env: Mapping[str, str]) -> None:
         log.info("store over %s: removed %s", text, ", ".join(e.name for e in removed))
 
 
-def poststop(state: State, env: Mapping[str, str]) -> list[str]:
+def poststop(state: State, settings: HookSettings) -> list[str]:
     """Remove the container's upper layer, and those of containers that no longer
     exist; the names removed."""
     from tcv.hook import upper
 
-    root = default_root(env)
+    root = settings.store_root
     removed = []
     if state.id and upper.remove_container(root, upper.check_id(state.id)):
         removed.append(state.id)

@@ -27,31 +27,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from tcv.hook.settings import DEFAULT_PATH, TIMEOUT_ENV, HookSettings
 from tcv.hook.state import HookError, State, parse_state
 
-TIMEOUT_ENV = "TCV_HOOK_TIMEOUT"
-LOG_ENV = "TCV_HOOK_LOG"
-LOG_MAX_ENV = "TCV_HOOK_LOG_MAX"
-DEFAULT_TIMEOUT = 30.0
 # The OCI state's status when prestart/createRuntime hooks run (runc says "creating";
 # some runtimes said "created"); "" when a runtime leaves it out.
 INJECT_STATUSES = ("creating", "created", "")
 STOPPED = "stopped"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOGGER = "tcv"
 SYSLOG_SOCKET = "/dev/log"  # syslog and journald both listen here when present
 
 
 class HookTimeout(HookError):
     """The hook's own time bound ran out."""
-
-
-def timeout_from(env: Mapping[str, str]) -> float:
-    try:
-        value = float(env.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT)
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 @contextmanager
@@ -95,21 +83,18 @@ def kill_children() -> list[int]:
     return killed
 
 
-def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def setup_logging(settings: HookSettings):  # type: ignore[no-untyped-def]
     """The logger the hook reports to, and where it writes."""
     import logging
 
-    from tcv.hook.store import default_root
-
     logger = logging.getLogger(LOGGER)
-    level = env.get("TCV_LOG_LEVEL", "info").upper()
-    logger.setLevel(getattr(logging, level, logging.INFO))
+    logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
     logger.propagate = False
     for handler in list(logger.handlers):  # the hook is its own program: only its log
         logger.removeHandler(handler)
         if getattr(handler, "_tcv_hook", False):
             handler.close()
-    target = env.get(LOG_ENV, "").strip()
+    target = settings.log_target
     handler: logging.Handler | None = None
     if target in ("syslog", "") and os.path.exists(SYSLOG_SOCKET):
         import logging.handlers  # only here: it loads socket, pickle and queue
@@ -123,16 +108,11 @@ def setup_logging(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         except OSError:
             handler = None
     if handler is None:  # no syslog here: the file under the store
-        path = target if target not in ("", "syslog") else str(default_root(env) / "hook.log")
+        path = target if target not in ("", "syslog") else str(settings.store_root / "hook.log")
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        from tcv.hook.logfile import DEFAULT_MAX_BYTES, BoundedFileHandler
-        from tcv.hook.lru import parse_size
+        from tcv.hook.logfile import BoundedFileHandler
 
-        try:
-            limit = parse_size(env.get(LOG_MAX_ENV, "") or str(DEFAULT_MAX_BYTES))
-        except ValueError:
-            limit = DEFAULT_MAX_BYTES
-        handler = BoundedFileHandler(path, max_bytes=limit)
+        handler = BoundedFileHandler(path, max_bytes=settings.log_max_bytes)
         handler.setFormatter(
             logging.Formatter(
                 f"%(asctime)s tcv-hook[{os.getpid()}] %(levelname)s %(message)s",
@@ -185,7 +165,7 @@ def main(
 
 def _log_safely(env: Mapping[str, str], level: str, message: str) -> None:
     try:
-        getattr(setup_logging(env), level)(message)
+        getattr(setup_logging(HookSettings.from_env(env)), level)(message)
     except OSError:
         print(f"tcv-hook: {message}", file=sys.stderr)
 
@@ -195,7 +175,7 @@ def run_poststop(state: State, env: Mapping[str, str]) -> int:
     try:
         from tcv.hook.inject import poststop
 
-        removed = poststop(state, env)
+        removed = poststop(state, HookSettings.from_env(env))
     except (HookError, OSError) as err:
         msg = err.line() if isinstance(err, HookError) else str(err)
         _log_safely(env, "warning", f"container {state.id[:12]}: cleanup failed: {msg}")
@@ -225,20 +205,21 @@ def run(state: State, env: Mapping[str, str]) -> int:
     if not os.environ.get("PATH"):
         # The runtime passes only the JSON's env; skopeo must still be found.
         os.environ["PATH"] = DEFAULT_PATH
+    settings = HookSettings.from_env(env)
     try:
-        log = setup_logging(env)
+        log = setup_logging(settings)
     except OSError as err:
         print(f"tcv-hook: cannot open the log: {err}", file=sys.stderr)
         log = None
     cid = state.id[:12] or "?"
-    seconds = timeout_from(env)
+    seconds = settings.timeout
     started = time.monotonic()
     message = ""
     try:
         with time_bound(seconds):
             from tcv.hook.inject import inject
 
-            report = inject(state, env, deadline=started + seconds)
+            report = inject(state, env, deadline=started + seconds, settings=settings)
     except HookTimeout:
         killed = kill_children()
         from tcv.hook.inject import PROGRESS

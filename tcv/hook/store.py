@@ -44,34 +44,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STORE_ENV = "TCV_STORE"
-ROOT_STORE = "/var/lib/tcv/store"
 STORE_FILE = "store.json"
 STALE_FILL_SECONDS = 24 * 3600
 VERDICTS = "verdicts"
 
 _TRANSPORTS = ("containers-storage:", "docker://", "oci:", "oci-archive:", "docker-archive:")
 _LOCAL_ONLY = ("oci:", "oci-archive:", "docker-archive:")
-
-
-def default_root(env: Mapping[str, str], *, euid: int | None = None) -> Path:
-    """Where the store lives: ``$TCV_STORE``, else the system or the user's data dir."""
-    if env.get(STORE_ENV):
-        return Path(env[STORE_ENV])
-    if (os.geteuid() if euid is None else euid) == 0 and not in_user_namespace():
-        return Path(ROOT_STORE)
-    data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "~", ".local", "share")
-    return Path(os.path.expanduser(data)) / "tcv" / "store"
-
-
-def in_user_namespace() -> bool:
-    """True when this process runs in a user namespace that is not the host's
-    (rootless podman runs its hooks in one)."""
-    try:
-        text = Path("/proc/self/uid_map").read_text()
-    except OSError:
-        return False
-    return text.split() != ["0", "0", "4294967295"]
 
 
 def digest_dirname(digest: str) -> str:

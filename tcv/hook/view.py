@@ -143,7 +143,8 @@ def tree_size(root: Path) -> int:
 def render_view(store_root: Path, spec: ViewSpec, cache_root: Path) -> View:
     """Render ``spec`` from the stored image's ``cache_root``; the caller holds the
     image's lock and has checked that no view exists yet."""
-    from tcv.install import LOCK_NAME, install_kernels
+    from tcv.cache.keys import LOCK_NAME
+    from tcv.install import install_kernels
 
     root = Path(store_root)
     (root / "tmp").mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import pytest
 
 from tcv.cli.app import Tcv
 from tcv.errors import EXIT_USAGE
-from tcv.hook import hooksjson
+from tcv.hook import hooksjson, settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,14 +58,14 @@ def test_template_in_the_repo_matches_the_renderer():
 
 
 def test_hook_env_only_what_was_asked():
-    env = hooksjson.hook_env(gpus=["cuda:90", "hip:gfx942"], cuda_driver="12.4", timeout=9)
+    env = settings.hook_env(gpus=["cuda:90", "hip:gfx942"], cuda_driver="12.4", timeout=9)
     assert env == {
-        "PATH": hooksjson.DEFAULT_PATH,
+        "PATH": settings.DEFAULT_PATH,
         "TCV_HOOK_TIMEOUT": "9",
         "TCV_GPUS": "cuda:90;hip:gfx942",
         "TCV_CUDA_DRIVER": "12.4",
     }
-    full = hooksjson.hook_env(store="/s", log="syslog", pull="never", tls_verify=False)
+    full = settings.hook_env(store="/s", log="syslog", pull="never", tls_verify=False)
     assert full["TCV_STORE"] == "/s"
     assert full["TCV_HOOK_LOG"] == "syslog"
     assert full["TCV_HOOK_PULL"] == "never"

@@ -14,6 +14,7 @@ import pytest
 
 from tcv.cache.scan import scan_cache
 from tcv.hook import inject as inj
+from tcv.hook.settings import HookSettings
 from tcv.hook.state import HookError, State
 from tcv.hook.store import digest_dirname
 from tcv.image.manifest import build_manifest
@@ -151,12 +152,12 @@ def test_nvidia_visible_devices_none_removes_cuda(tmp_path, host):
 )
 def test_pull_policy(value, allowed):
     env = {} if value is None else {"TCV_HOOK_PULL": value}
-    assert inj.pull_allowed(env) is allowed
+    assert HookSettings.from_env(env).pull_allowed() is allowed
 
 
 def test_bad_pull_policy_says_which():
     with pytest.raises(HookError) as info:
-        inj.pull_allowed({"TCV_HOOK_PULL": "always"})
+        HookSettings.from_env({"TCV_HOOK_PULL": "always"}).pull_allowed()
     assert "use one of missing, never" in info.value.line()
 
 

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from tcv.hook import main as hook_main
+from tcv.hook.settings import HookSettings
 
 
 def _state(annotations, bundle="/nonexistent/bundle"):
@@ -106,13 +107,13 @@ def test_time_bound_interrupts_a_blocked_wait(tmp_path):
 )
 def test_timeout_from(value, expected):
     env = {} if value is None else {"TCV_HOOK_TIMEOUT": value}
-    assert hook_main.timeout_from(env) == expected
+    assert HookSettings.from_env(env).timeout == expected
 
 
 def test_log_goes_under_the_store_without_syslog(tmp_path, monkeypatch):
     monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
     env = {"TCV_STORE": str(tmp_path / "store")}
-    logger = hook_main.setup_logging(env)
+    logger = hook_main.setup_logging(HookSettings.from_env(env))
     logger.warning("hello")
     for h in logger.handlers:
         h.flush()
@@ -122,7 +123,7 @@ def test_log_goes_under_the_store_without_syslog(tmp_path, monkeypatch):
 def test_syslog_asked_but_absent_falls_back_to_the_store(tmp_path, monkeypatch):
     monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
     env = {"TCV_STORE": str(tmp_path / "store"), "TCV_HOOK_LOG": "syslog"}
-    logger = hook_main.setup_logging(env)
+    logger = hook_main.setup_logging(HookSettings.from_env(env))
     logger.warning("fallback")
     for h in logger.handlers:
         h.flush()
@@ -146,7 +147,9 @@ def test_syslog_when_a_listener_is_there(tmp_path, monkeypatch):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(path))
         monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(path))
-        logger = hook_main.setup_logging({"TCV_STORE": str(tmp_path / "store")})
+        logger = hook_main.setup_logging(
+            HookSettings.from_env({"TCV_STORE": str(tmp_path / "store")})
+        )
         logger.info("injected 2 kernel(s)")
         listener.settimeout(5)
         data = listener.recv(4096).decode()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tcv.cache.kernel import FileInfo, KernelEntry
+from tcv.hook import settings
 from tcv.hook import store as st
 from tcv.hook.state import HookError
 from tcv.image.manifest import build_manifest
@@ -87,13 +88,13 @@ def test_digest_dirname():
     ],
 )
 def test_default_root(env, euid, expected):
-    assert str(st.default_root(env, euid=euid)) == expected
+    assert str(settings.default_root(env, euid=euid)) == expected
 
 
 def test_default_root_for_root_outside_a_user_namespace():
-    if st.in_user_namespace():  # the CI runs as real root; say so if it does not
+    if settings.in_user_namespace():  # the CI runs as real root; say so if it does not
         pytest.fail("tests must run as root outside a user namespace")
-    assert str(st.default_root({}, euid=0)) == st.ROOT_STORE
+    assert str(settings.default_root({}, euid=0)) == settings.ROOT_STORE
 
 
 @pytest.fixture

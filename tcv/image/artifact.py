@@ -33,12 +33,11 @@ from tcv.image.manifest import (
     LABEL_FORMAT_VERSION,
     LABEL_TITLE,
     LABEL_VARIANT,
-    build_labels,
 )
 from tcv.image.ref import DOCKER, OCI, parse_image_ref
 
 if TYPE_CHECKING:
-    from tcv.create import CreateResult, PackedCaches
+    from tcv.image.build import CreateResult, PackedCaches
     from tcv.tools.registry import RegistryOptions
 
 ARTIFACT_TYPE = "application/vnd.triton.cache.v1"
@@ -145,7 +144,7 @@ def write_layout(layout: Path, layer_tar: Path, annotations: Mapping[str, str], 
 def artifact_destination(image: str, *, push: bool) -> tuple[str, str, str]:
     """(skopeo destination, shown name, title) for ``-i IMAGE`` (UsageError when
     it cannot hold an artifact: containers-storage holds images only)."""
-    from tcv.create import image_title
+    from tcv.image.build import image_title
 
     ref = parse_image_ref(image)
     if ref.transport == OCI:
@@ -178,15 +177,15 @@ def create_artifact(
     packed: PackedCaches, image: str, push: bool, registry: RegistryOptions, *, mtime: int
 ) -> CreateResult:
     """Write the artifact of ``packed`` and copy it to ``image``."""
-    from tcv.create import CreateResult, _staging
     from tcv.errors import ToolError
+    from tcv.image.build import CreateResult, staging
     from tcv.image.layer import write_layer_file
     from tcv.tools import skopeo
     from tcv.tools.runner import run
 
     dest, shown, title = artifact_destination(image, push=push)
-    labels = build_labels(packed.entries, title)
-    with _staging() as stage:
+    labels = packed.labels(packed.entries, title)
+    with staging() as stage:
         layer = stage / "layer.tar"
         write_layer_file(packed.members(), layer, mtime=mtime)
         layout = stage / "layout"
@@ -223,4 +222,6 @@ def create_artifact(
         pushed=dest.startswith("docker://"),
         skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
         kind="artifact",
+        layout=packed.layout_text,
+        mount_path=packed.mount_path,
     )

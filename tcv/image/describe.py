@@ -118,7 +118,7 @@ def describe_index(
     """A fleet index from its raw JSON (pure): each entry described by its
     annotations (:mod:`tcv.image.fleet`). None when no entry carries a summary: an
     index of ordinary images (one per platform), read the usual way."""
-    from tcv.image.fleet import index_entries
+    from tcv.image.fleet import SHARED_LABELS, index_entries
 
     children = tuple(
         describe(ref.pinned(e.digest), e.digest, e.annotations) for e in index_entries(manifest)
@@ -132,6 +132,10 @@ def describe_index(
         values = [_int_label(c.labels, name) for c in children]
         if all(v is not None for v in values):
             labels[name] = str(sum(v for v in values if v is not None))
+    for name in SHARED_LABELS:
+        shared = {c.labels.get(name) for c in children}
+        if len(shared) == 1 and None not in shared:
+            labels[name] = str(shared.pop())
     return ImageDescription(ref, digest, labels, summary, targets, "index", children)
 
 

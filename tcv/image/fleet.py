@@ -30,20 +30,24 @@ from tcv.errors import CreateError, TcvError, ToolError
 from tcv.image.manifest import (
     LABEL_CACHE_SIZE,
     LABEL_ENTRY_COUNT,
+    LABEL_LAYOUT,
+    LABEL_MOUNT_PATH,
     LABEL_SUMMARY,
-    build_labels,
     build_summary,
     summary_json,
 )
 from tcv.tools import buildah
 
 if TYPE_CHECKING:
-    from tcv.create import CreateResult, CreateTarget, PackedCaches
+    from tcv.image.build import CreateResult, CreateTarget, PackedCaches
     from tcv.tools.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_TARGET = "cache.triton.image/target"
+# Labels of the whole cache, not of one target: every entry carries them as
+# annotations, and a reader of the index takes them when all entries agree.
+SHARED_LABELS = (LABEL_LAYOUT, LABEL_MOUNT_PATH)
 INDEX_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -161,24 +165,26 @@ def create_fleet(
     mtime: int,
 ) -> CreateResult:
     """Build one image per target group, the index over them, and push with ``--all``."""
-    from tcv.create import CreateResult, _build, _push_error, _staging
+    from tcv.image.build import CreateResult, build_image, push_error, staging
     from tcv.image.layer import write_layer_file
 
     groups = group_by_target(packed.entries)
     built: list[tuple[TargetGroup, str]] = []
     done = False
-    with _staging() as stage:
+    with staging() as stage:
         try:
             for i, group in enumerate(groups):
                 name = child_name(target.local, group)
                 layer = stage / f"layer-{i}.tar"
                 write_layer_file(packed.members(group.entries), layer, mtime=mtime)
-                labels = build_labels(group.entries, target.title)
-                _build(layer, labels, name, image_format, mtime, stage)
+                labels = packed.labels(group.entries, target.title)
+                build_image(layer, labels, name, image_format, mtime, stage)
                 layer.unlink()
                 built.append((group, name))
                 log.info("built %s (%d kernels)", name, len(group.entries))
-            image_id = _make_index(target.local, built)
+            whole = packed.labels(packed.entries, target.title)
+            shared = {k: v for k, v in whole.items() if k in SHARED_LABELS}
+            image_id = _make_index(target.local, built, shared)
             done = True
         finally:
             if not done:
@@ -192,7 +198,7 @@ def create_fleet(
                     target.local, target.push_to, registry, digestfile=stage / "digest"
                 )
             except ToolError as err:
-                failed = _push_error(err, target.local)
+                failed = push_error(err, target.local)
                 if isinstance(failed, TcvError) and failed.hint:
                     failed.hint = failed.hint.replace(
                         "buildah push", "buildah manifest push --all --format oci"
@@ -209,18 +215,23 @@ def create_fleet(
         skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
         targets=[{"target": g.label, "image": n, "entries": len(g.entries)} for g, n in built],
         kind="index",
+        layout=packed.layout_text,
+        mount_path=packed.mount_path,
     )
 
 
-def _make_index(name: str, built: Sequence[tuple[TargetGroup, str]]) -> str:
-    """The index ``name`` over the built images, replacing an older one of that name."""
+def _make_index(
+    name: str, built: Sequence[tuple[TargetGroup, str]], shared: Mapping[str, str]
+) -> str:
+    """The index ``name`` over the built images, replacing an older one of that
+    name; ``shared``: annotations every entry carries (where the kernels go)."""
     buildah.manifest_remove(name)
     buildah.remove_image(name)
     try:
         list_id = buildah.manifest_create(name)
         for group, child in built:
             digest = buildah.manifest_add(name, child)
-            buildah.manifest_annotate(name, digest, group.annotations())
+            buildah.manifest_annotate(name, digest, {**group.annotations(), **shared})
         return list_id
     except ToolError as err:
         buildah.manifest_remove(name)

@@ -162,3 +162,44 @@ def test_for_vllm_refuses_an_image_without_a_vllm_layout_before_pulling(tmp_path
     assert "records no vLLM layout" in got.stderr
     assert len(got.stderr.strip().splitlines()) == 1
     assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param(("--split-by-target", "--push"), id="fleet-image"),
+        pytest.param(("--format", "artifact", "--push"), id="artifact"),
+    ],
+)
+def test_a_vllm_tree_as_a_fleet_image_or_an_artifact_keeps_its_layout(
+    tmp_path, compiled, registry, shape
+):
+    """Where the kernels go travels with every shape ``tcv -c`` makes: the
+    fleet index carries the layout on each entry, the artifact in its
+    annotations, and ``--for vllm`` puts the kernels back in the rank's tree."""
+    a, home, first, entry = compiled
+    vllm = tmp_path / "vllm"
+    shutil.copytree(a, vllm / RANK / "triton_cache")
+    shutil.rmtree(a)
+    ref = registry.ref(f"tcv-it/layout:{shape[0].strip('-')}-{uuid.uuid4().hex[:8]}")
+    made = run_tcv(
+        "-c", *shape, "-i", ref, "--tls-verify=false", "-d", str(vllm),
+        "--mount-path", "/triton-cache", staging=tmp_path / "st",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    shown = run_tcv("inspect", ref, "--tls-verify=false", "--json", staging=tmp_path / "st")
+    assert shown.returncode == 0, shown.stderr
+    labels = json.loads(shown.stdout)["labels"]
+    assert json.loads(labels["cache.triton.image/layout"])["kind"] == "vllm"
+    assert labels["cache.triton.image/mount-path"] == "/triton-cache"
+
+    root = tmp_path / "vllm-root"
+    got = run_tcv(
+        "-e", "-i", ref, "--tls-verify=false", "--for", "vllm", *HOST, "--json",
+        staging=tmp_path / "st", env={"VLLM_CACHE_ROOT": str(root)},
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["installed"] == [entry.key]
+    hit = _compile(root / RANK / "triton_cache", home)
+    assert hit["cache_hit"] is True
+    assert hit["hash"] == first["hash"]

@@ -116,6 +116,26 @@ def test_an_index_is_described_by_its_entries(groups):
     assert doc["kind"] == "index" and len(doc["manifests"]) == 5
 
 
+def test_where_the_kernels_go_is_taken_when_every_entry_agrees(groups):
+    """A fleet image of a vLLM tree or for a read-only mount: the layout and
+    mount-path annotations of the entries become the index's labels."""
+    from tcv.image.describe import describe_index
+    from tcv.image.fleet import SHARED_LABELS
+    from tcv.image.ref import parse_image_ref
+
+    index = _index(groups)
+    shared = dict(zip(SHARED_LABELS, ['{"kind": "vllm"}', "/triton-cache"], strict=True))
+    for m in index["manifests"]:
+        m["annotations"].update(shared)
+    desc = describe_index(parse_image_ref("q.io/x:1"), "", index)
+    assert desc is not None
+    assert {k: desc.labels.get(k) for k in SHARED_LABELS} == shared
+    index["manifests"][0]["annotations"][SHARED_LABELS[1]] = "/elsewhere"
+    desc = describe_index(parse_image_ref("q.io/x:1"), "", index)
+    assert desc is not None and SHARED_LABELS[1] not in desc.labels
+    assert desc.labels[SHARED_LABELS[0]] == shared[SHARED_LABELS[0]]
+
+
 def test_a_platform_index_without_summaries_is_read_as_an_image():
     from tcv.image.describe import describe_index
     from tcv.image.ref import parse_image_ref

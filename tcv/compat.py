@@ -1,4 +1,4 @@
-"""The compatibility rules of SPEC §5: which kernels this host's GPUs can use.
+"""The compatibility rules of docs/spec.md §5: which kernels this host's GPUs can use.
 
 Pure: plain kernel entries (or summary targets) and a :class:`HostGpus` in,
 verdicts with reasons a person can read out. A kernel fits a GPU when the
@@ -59,14 +59,14 @@ PTX_MIN_CUDA: dict[int, tuple[int, int]] = {
 # Distributions that install the ``triton`` module (upstream, PyTorch's builds).
 TRITON_DISTRIBUTIONS = ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu")
 
-# The first Triton that records its version in the kernel metadata (SPEC §4).
+# The first Triton that records its version in the kernel metadata (docs/spec.md §4).
 FIRST_VERSIONED_TRITON = (3, 3)
 
 
 def ptx_min_cuda(ptx_version: int) -> tuple[int, int] | None:
     """The lowest CUDA version that accepts this PTX ISA, or None when unknown.
 
-    PTX 9.y goes with CUDA 13.y (SPEC §5).
+    PTX 9.y goes with CUDA 13.y (docs/spec.md §5).
     """
     if ptx_version in PTX_MIN_CUDA:
         return PTX_MIN_CUDA[ptx_version]

@@ -1,12 +1,12 @@
 """Create: scan a Triton cache, build its OCI image with buildah, optionally push.
 
-The flow of ``tcv -c`` and ``tcv-build`` (SPEC §2, §3, §6):
+The flow of ``tcv -c`` and ``tcv-build`` (docs/spec.md §2, §3, §6):
 
 1. scan the cache with the cache model (only kernel entries; launchers,
    leftovers and locks are skipped);
 2. write the manifest and the reproducible layer tar into a fresh staging
-   directory under ``/tmp/.tcv/`` (SPEC §8);
-3. ``buildah from scratch`` → ``add`` the tar → ``config --label`` the SPEC §3
+   directory under ``/tmp/.tcv/`` (docs/spec.md §8);
+3. ``buildah from scratch`` → ``add`` the tar → ``config --label`` the docs/spec.md §3
    labels → ``commit`` (``--format oci`` or ``docker``), see
    :mod:`tcv.tools.buildah` for why the layer digest is reproducible;
 4. with ``push``, ``buildah push`` to the registry.
@@ -177,7 +177,7 @@ def create_image(
     artifact (:mod:`tcv.image.artifact`). ``source``: the layout to pack (``triton``,
     ``inductor``, ``vllm``; None detects it). ``mount_path``: write the group
     files for a read-only mount of the image's cache tree at that path, as they
-    are (SPEC §4 relocation done at build time)."""
+    are (docs/spec.md §4 relocation done at build time)."""
     formats = (*buildah.FORMATS, "artifact")
     if image_format not in formats:
         raise UsageError(

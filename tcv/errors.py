@@ -1,4 +1,4 @@
-"""The project's error family and the exit codes of SPEC §2.
+"""The project's error family and the exit codes of docs/spec.md §2.
 
 Everything below the CLI raises one of these; the CLI base turns them into one
 line on stderr and the exit code. Never ``sys.exit`` below the CLI.

@@ -1,4 +1,4 @@
-"""Extract: preflight, pull, validate, filter, relocate, install (SPEC §2–§5, §8).
+"""Extract: preflight, pull, validate, filter, relocate, install (docs/spec.md §2–§5, §8).
 
 1. Preflight (:mod:`tcv.image.describe`): ``skopeo inspect`` reads the manifest
    and config only; the summary label is checked against the host's GPUs, and
@@ -57,7 +57,7 @@ class ExtractReport:
         return self.fitting == 0
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tcv -e --json`` document (SPEC §2); replaced kernels count as installed."""
+        """The ``tcv -e --json`` document (docs/spec.md §2); replaced kernels count as installed."""
         doc: dict[str, Any] = {
             "image": self.image,
             "digest": self.digest,

@@ -1,4 +1,4 @@
-"""Installing kernel directories into a Triton cache (SPEC §4, §8).
+"""Installing kernel directories into a Triton cache (docs/spec.md §4, §8).
 
 Atomic per kernel, the way Triton's own cache writes (``runtime/cache.py``:
 write into a ``tmp.pid_*`` directory, then rename): each ``<key>/`` is built
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 GROUP_PREFIX = "__grp__"
 _GROUP_MAX = 1 << 20
 
-# Triton keys: md5/sha256 hex, urlsafe base64 or base32 of sha256 (SPEC §4).
+# Triton keys: md5/sha256 hex, urlsafe base64 or base32 of sha256 (docs/spec.md §4).
 # Anything else (a "/", "..", a dot-name) never becomes a path in DEST.
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

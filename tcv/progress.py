@@ -1,4 +1,4 @@
-"""A one-line progress bar on stderr, for pulls and unpacking (SPEC §2).
+"""A one-line progress bar on stderr, for pulls and unpacking (docs/spec.md §2).
 
 Shown only when stdout is a terminal and the output is not ``--json``; the
 library code calls the same methods whether or not anything is drawn.

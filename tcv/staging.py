@@ -1,4 +1,4 @@
-"""Staging directories under ``/tmp/.tcv/`` (SPEC §8).
+"""Staging directories under ``/tmp/.tcv/`` (docs/spec.md §8).
 
 A fresh 0700 directory per run, removed on success, failure and Ctrl-C.
 

@@ -48,7 +48,7 @@ class KernelEntry:
 
 @dataclass(frozen=True)
 class Target:
-    """One line of the image summary label (SPEC §3): a distinct
+    """One line of the image summary label (docs/spec.md §3): a distinct
     (backend, arch, warp_size, triton_version) and how many kernels it has.
     ``ptx_version`` is the highest PTX ISA among those kernels."""
 

@@ -1,4 +1,4 @@
-"""Is an unpacked kernel directory safe to install? (SPEC §4, §8)
+"""Is an unpacked kernel directory safe to install? (docs/spec.md §4, §8)
 
 The files of a kernel came from an image, so what they say is checked before
 the kernel reaches DEST, whether or not the image manifest lists them:

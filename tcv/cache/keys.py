@@ -9,7 +9,7 @@ LOCK_NAME = ".tcv.lock"  # tcv.install holds it while it writes a DEST; scans sk
 
 
 def key_encoding(key: str) -> str | None:
-    """Which of Triton's four KEY encodings ``key`` looks like (SPEC §4):
+    """Which of Triton's four KEY encodings ``key`` looks like (docs/spec.md §4):
     ``md5-hex`` (2.x), ``sha256-hex`` (3.0–3.1), ``sha256-base64url`` (3.2),
     ``sha256-base32`` (3.3+); None when it is none of them."""
     hexdigits = set("0123456789abcdef")

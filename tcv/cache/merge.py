@@ -6,7 +6,7 @@ results): a key present in several caches must hold the same kernel, or the
 image would ship whichever copy happened to be read first. Group files
 (``__grp__*.json``) are left out of that comparison: Triton writes the
 absolute paths of the compiling host into them, and the installer rewrites
-them for the host that extracts (SPEC §4), so two runners at different paths
+them for the host that extracts (docs/spec.md §4), so two runners at different paths
 still hold one kernel.
 """
 
@@ -80,6 +80,6 @@ def merge_scans(scans: Sequence[tuple[Path, ScanResult]]) -> MergedCache:
 
 
 def source_root(dirs: Sequence[Path]) -> str:
-    """The manifest's ``source_root`` (SPEC §3): the cache's absolute path,
+    """The manifest's ``source_root`` (docs/spec.md §3): the cache's absolute path,
     or the paths of several caches joined by ``:`` in ``-d`` order."""
     return ":".join(str(d.resolve()) for d in dirs)

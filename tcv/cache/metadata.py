@@ -1,4 +1,4 @@
-"""One cache entry's metadata, in every shape Triton has written (SPEC §4).
+"""One cache entry's metadata, in every shape Triton has written (docs/spec.md §4).
 
 Pure functions over names, decoded JSON and text; the scanner in
 ``tcv/cache.py`` does the reading. The shapes, oldest last:
@@ -112,7 +112,7 @@ def amdgcn_arch(asm: bytes) -> str | None:
 
 
 def normalize_arch(backend: str, arch: Any) -> str:
-    """Arch as TCV compares it (SPEC §5): a string; CUDA ``major*10+minor``
+    """Arch as TCV compares it (docs/spec.md §5): a string; CUDA ``major*10+minor``
     (``90``, ``"sm_90a"`` → ``"90"``); HIP ``gcnArchName`` before the first
     ``:`` (``gfx90a:sramecc+:xnack-`` → ``gfx90a``)."""
     if isinstance(arch, bool):

@@ -3,7 +3,7 @@
 Triton 3.x writes ``__grp__<kernel>.json`` as ``{"child_paths": {file: absolute
 path}}`` and treats a group whose paths do not exist as a miss, recompiling
 silently (runtime/cache.py ``FileCacheManager.get_group``). So every install
-rewrites the dict form to the new directory (SPEC §4). The list form (2.x, and
+rewrites the dict form to the new directory (docs/spec.md §4). The list form (2.x, and
 Triton's ``RemoteCacheManager.put_group``) holds bare names and needs nothing.
 """
 

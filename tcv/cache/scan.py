@@ -1,7 +1,8 @@
 """The Triton kernel cache on disk: scan a cache root into kernel entries.
 
-A cache root holds one directory per compiled kernel, named by its KEY (SPEC
-§4). Everything else found there is skipped with a reason a person can read:
+A cache root holds one directory per compiled kernel, named by its KEY
+(docs/spec.md §4). Everything else found there is skipped with a reason a
+person can read:
 launcher/utils ``.so`` directories (host-specific; an option includes them),
 autotuning results, ``tmp.pid_*`` leftovers and ``lock`` files, empty
 directories, entries whose metadata is missing or corrupt, files that cannot be
@@ -79,7 +80,7 @@ class ScanResult:
         return sum(e.bytes for e in self.entries)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tcv scan --json`` document (SPEC §2)."""
+        """The ``tcv scan --json`` document (docs/spec.md §2)."""
         doc: dict[str, Any] = {
             "root": str(self.root),
             "entries": [

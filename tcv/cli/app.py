@@ -1,4 +1,4 @@
-"""``tcv``: the command line for people (SPEC §2).
+"""``tcv``: the command line for people (docs/spec.md §2).
 
 The seed's forms are switches on the top-level command::
 

@@ -2,7 +2,7 @@
 
 ``plumbum.cli`` only handles switch errors (and exits 2 with the help text);
 here bad usage becomes one line and exit 3, and the project's error family
-becomes one line with its exit code (SPEC §2). Tracebacks only at debug level.
+becomes one line with its exit code (docs/spec.md §2). Tracebacks only at debug level.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _HELP_ERRORS = (ShowHelp, ShowHelpAll, ShowVersion, ShowCompletion)
 
 def fail(prog: str, line: str, code: int, *, as_json: bool = False) -> None:
     """Print the one error line on stderr and, for ``--json``, the same as a JSON
-    object on stdout, so scripts need not parse stderr (SPEC §2)."""
+    object on stdout, so scripts need not parse stderr (docs/spec.md §2)."""
     print(f"{prog}: error: {line}", file=sys.stderr)
     if as_json:
         print(json.dumps({"error": line, "exit_code": code}))
@@ -67,7 +67,7 @@ def _die_of_sigpipe() -> None:
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a cancelled CI job, ``kill``) like Ctrl-C, so the same
     ``finally`` blocks remove working containers, staging and half-installed
-    kernel directories (SPEC §8)."""
+    kernel directories (docs/spec.md §8)."""
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

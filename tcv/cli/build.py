@@ -1,4 +1,4 @@
-"""``tcv-build``: the non-interactive builder for pipelines and CI (SPEC §6)."""
+"""``tcv-build``: the non-interactive builder for pipelines and CI (docs/spec.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tcv -c -i IMAGE -d DIR``: build a cache image from a Triton cache (SPEC §2).
+"""``tcv -c -i IMAGE -d DIR``: build a cache image from a Triton cache (docs/spec.md §2).
 
 Called by :class:`tcv.cli.app.Tcv` when ``-c`` is given; the switches are
 declared there (image, directories, image_format, split_by_target, push,

@@ -1,4 +1,4 @@
-"""``tcv -e -i IMAGE``: install the image's kernels that fit this host (SPEC §2)."""
+"""``tcv -e -i IMAGE``: install the image's kernels that fit this host (docs/spec.md §2)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ NO_GPU_HINT = (
 
 
 def gpu_json(g: Gpu) -> dict[str, Any]:
-    """One GPU as in SPEC §2 (``arch``/``warp_size`` null when unknown)."""
+    """One GPU as in docs/spec.md §2 (``arch``/``warp_size`` null when unknown)."""
     return {
         "index": g.index,
         "backend": g.backend,

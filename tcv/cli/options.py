@@ -14,7 +14,7 @@ from tcv.tools.registry import RegistryOptions
 class JsonOption:
     json = cli.Flag(
         ["--json"],
-        help="print machine-readable JSON (SPEC §2) instead of a table; a failure "
+        help="print machine-readable JSON (docs/spec.md §2) instead of a table; a failure "
         'is printed as {"error": LINE, "exit_code": N}',
     )
 

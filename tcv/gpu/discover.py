@@ -1,6 +1,6 @@
 """This host's accelerators: overrides first, else detection, cheapest source first.
 
-Order (SPEC §2, §5):
+Order (docs/spec.md §2):
 
 1. ``--gpu SPEC`` (``specs``), else ``$TCV_GPUS`` (``;``-separated SPECs): no
    detection at all, for build hosts and CI.

@@ -1,9 +1,9 @@
 """GPU SPEC overrides (``--gpu``, ``$TCV_GPUS``) and the architecture facts they need.
 
-A SPEC names an accelerator without having one (SPEC §2): ``cuda:90``,
+A SPEC names an accelerator without having one (docs/spec.md §2): ``cuda:90``,
 ``cuda:90:32``, ``hip:gfx942``, ``hip:gfx1100:32``. The warp size, when not
 given, follows the hardware: 32 on every NVIDIA GPU and on AMD RDNA
-(gfx10/11/12), 64 on AMD CDNA and GCN (SPEC §5). The earlier Go tools fixed AMD
+(gfx10/11/12), 64 on AMD CDNA and GCN (docs/spec.md §5). The earlier Go tools fixed AMD
 at 64, which is wrong for RDNA.
 """
 

@@ -4,7 +4,7 @@ Schema 1.0.0 of containers/common ``pkg/hooks`` (oci-hooks(5)): ``hook`` is an
 OCI hook (``path``, ``args``, ``env``, ``timeout``), ``when.annotations``
 holds regexes matched against the container's annotations, ``stages`` lists
 the OCI stages. Unanchored regexes match substrings, so the annotation name is
-anchored (SPEC §7). The runtime gives the hook no environment but ``env``
+anchored (docs/spec.md §7). The runtime gives the hook no environment but ``env``
 here: the GPU override, the store and ``PATH`` (for skopeo) must be written in.
 
 Render (pure) then write, as STYLE #2 asks.

@@ -1,4 +1,4 @@
-"""The injection flow for one container (SPEC §7).
+"""The injection flow for one container (docs/spec.md §7).
 
 1. ``config.json``: rootfs, mounts, environment, user, id mappings, devices;
 2. the container's Triton cache path and the host directory behind it;

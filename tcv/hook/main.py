@@ -1,4 +1,4 @@
-"""The hook's entry point: decide cheaply, never stand in the way (SPEC §7, STYLE #5).
+"""The hook's entry point: decide cheaply, never stand in the way (docs/spec.md §7, STYLE #5).
 
 - No ``cache.triton.image/inject`` annotation: exit 0 before anything heavy is
   imported or any storage is touched.

@@ -1,6 +1,6 @@
 """Where the container's Triton looks, and how to reach that directory from the host.
 
-The container path comes from SPEC §7's order: the ``inject-dir`` annotation,
+The container path comes from docs/spec.md §7's order: the ``inject-dir`` annotation,
 ``TRITON_CACHE_DIR``, ``TRITON_HOME/.triton/cache``, the process user's home
 (``HOME``, else its ``/etc/passwd`` line inside the image) + ``/.triton/cache``
 — the order Triton itself uses (runtime/cache.py ``default_cache_dir``).

@@ -1,4 +1,4 @@
-"""The hook's host-side store of validated, unpacked cache images (SPEC §7).
+"""The hook's host-side store of validated, unpacked cache images (docs/spec.md §7).
 
 Layout under the store root (``$TCV_STORE``; root: ``/var/lib/tcv/store``;
 rootless: ``$XDG_DATA_HOME/tcv/store``)::

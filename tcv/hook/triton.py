@@ -1,5 +1,5 @@
 """Which Triton the container will run, read from its rootfs without executing
-anything from the image (SPEC §5, §7).
+anything from the image (docs/spec.md §5, §7).
 
 Looked for in the usual install places: ``<prefix>/lib*/python3*/{site,dist}-packages``
 for the prefixes ``/usr``, ``/usr/local``, ``/opt/conda``, ``/opt/venv`` and

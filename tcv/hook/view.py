@@ -2,7 +2,7 @@
 
 One view per (image digest, set of fitting kernels, container-side cache path,
 owning uid:gid), rendered once and reused by every later container of that
-tuple, across host restarts (SPEC §7)::
+tuple, across host restarts (docs/spec.md §7)::
 
     views/<key>/tree/<KEY>/...   the fitting kernel directories: group files
                                  naming the container path, files owned by the

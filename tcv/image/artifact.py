@@ -4,7 +4,7 @@ The artifact is an OCI image manifest with ``artifactType``
 ``application/vnd.triton.cache.v1``, the empty config
 (``application/vnd.oci.empty.v1+json``, the two bytes ``{}``), one layer of
 type ``application/vnd.triton.cache.layer.v1.tar+gzip`` (the same tar as the
-image layer, SPEC §3) and the summary, entry count and size as manifest
+image layer, docs/spec.md §3) and the summary, entry count and size as manifest
 annotations, so a preflight reads the manifest alone.
 
 buildah 1.28 cannot build one (its commit always writes an image config), but
@@ -92,7 +92,7 @@ def render_manifest(layer_digest: str, layer_size: int, annotations: Mapping[str
 
 
 def artifact_annotations(labels: Mapping[str, str]) -> dict[str, str]:
-    """The SPEC §3 labels as manifest annotations (title, summary, counts)."""
+    """The docs/spec.md §3 labels as manifest annotations (title, summary, counts)."""
     keep = dict(labels)
     keep.pop(LABEL_VARIANT, None)
     keep.setdefault(LABEL_FORMAT_VERSION, "1")

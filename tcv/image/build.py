@@ -111,7 +111,7 @@ class PackedCaches:
         return self.merged.entries
 
     def labels(self, entries: Sequence[KernelEntry], title: str) -> dict[str, str]:
-        """The SPEC §3 labels of ``entries``, plus the layout and the mount path."""
+        """The docs/spec.md §3 labels of ``entries``, plus the layout and the mount path."""
         labels = build_labels(list(entries), title)
         if self.layout is not None and self.layout.nested:
             labels[LABEL_LAYOUT] = self.layout.label()
@@ -122,7 +122,7 @@ class PackedCaches:
     def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:
         """The layer of ``entries`` (default: all) with their own manifest."""
         chosen = self.entries if entries is None else list(entries)
-        # source_root records where the cache came from (SPEC §3); it lives in
+        # source_root records where the cache came from (docs/spec.md §3); it lives in
         # the manifest, never as a path inside the tar.
         manifest = manifest_json(build_manifest(chosen, self.source))
         return plan_layer(

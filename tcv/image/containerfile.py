@@ -1,4 +1,4 @@
-"""The ``--context-only`` build context (SPEC §6): a Containerfile plus files
+"""The ``--context-only`` build context (docs/spec.md §6): a Containerfile plus files
 that any Containerfile builder (buildah, podman, docker, kaniko) turns into
 the same cache image ``tcv -c`` builds.
 
@@ -10,7 +10,7 @@ Layout of the context::
 
 One ``COPY rootfs/ /`` puts both trees into a single layer with every
 builder (docker and kaniko make one layer per COPY), so the image has the one
-layer of SPEC §3. The files are written with the layer's normal modes (0644,
+layer of docs/spec.md §3. The files are written with the layer's normal modes (0644,
 0755) and the fixed mtime, so a builder that keeps context mtimes gives the
 same layer as ``tcv -c``; ``buildah build --timestamp 0`` does in any case.
 
@@ -51,9 +51,9 @@ def quote(value: str) -> str:
 
 
 def render_containerfile(labels: Mapping[str, str], *, image: str | None = None) -> str:
-    """The Containerfile text: FROM scratch, one COPY, the SPEC §3 labels."""
+    """The Containerfile text: FROM scratch, one COPY, the docs/spec.md §3 labels."""
     lines = [
-        "# A Triton kernel cache image (TCV, SPEC §3), written by tcv-build --context-only.",
+        "# A Triton kernel cache image (TCV docs/spec.md §3), from tcv-build --context-only.",
     ]
     if image:
         lines.append(f"# Build it with: buildah build --timestamp 0 -t {image} .")

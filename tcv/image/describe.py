@@ -67,7 +67,7 @@ class ImageDescription:
         return _int_label(self.labels, LABEL_CACHE_SIZE)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tcv inspect --json`` document (SPEC §2); a fleet index adds
+        """The ``tcv inspect --json`` document (docs/spec.md §2); a fleet index adds
         ``kind`` and one ``manifests`` item per entry."""
         doc: dict[str, Any] = {
             "image": str(self.ref),

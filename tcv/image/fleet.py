@@ -2,7 +2,7 @@
 
 ``tcv -c --split-by-target`` groups the kernels by target (backend, arch,
 warp size, Triton version, as the summary label does), builds each group as
-its own image with its own SPEC §3 labels, and puts them under one OCI image
+its own image with its own docs/spec.md §3 labels, and puts them under one OCI image
 index (``buildah manifest create/add/annotate``). Each index entry carries
 its target and summary as annotations, so a reader chooses the entries that
 fit its GPUs from the index alone and downloads only their layers.

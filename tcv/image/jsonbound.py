@@ -1,4 +1,4 @@
-"""JSON from an image, parsed with a size and a nesting bound (SPEC §8).
+"""JSON from an image, parsed with a size and a nesting bound (docs/spec.md §8).
 
 Labels, manifests, group files and metadata come from whoever built the
 image. :func:`json.loads` recurses once per nesting level and raises

@@ -1,4 +1,4 @@
-"""The cache image's one layer as a reproducible tar (SPEC §3).
+"""The cache image's one layer as a reproducible tar (docs/spec.md §3).
 
 :func:`plan_layer` decides, from the scan and the manifest, exactly which
 paths go into the layer (pure); :func:`write_layer` writes them as a tar with
@@ -30,7 +30,7 @@ from tcv.cache.kernel import KernelEntry
 from tcv.errors import CreateError
 from tcv.image.manifest import CACHE_DIR, MANIFEST_PATH
 
-# Layer paths of SPEC §3; the manifest module owns the names, repeated here
+# Layer paths of docs/spec.md §3; the manifest module owns the names, repeated here
 # only as defaults so the writer can be used on its own.
 
 FILE_MODE = 0o644

@@ -1,4 +1,4 @@
-"""The image's manifest and summary labels (SPEC §3). Pure functions.
+"""The image's manifest and summary labels (docs/spec.md §3). Pure functions.
 
 The Go implementations read these too: they decode ``arch`` as a string and
 ``warp_size``/``ptx_version`` as integers, so those JSON types are kept
@@ -76,7 +76,7 @@ def build_manifest(entries: Iterable[KernelEntry], source_root: str) -> dict[str
 
 def manifest_json(manifest: Mapping[str, Any]) -> bytes:
     """The manifest file's bytes: sorted keys, fixed layout, so the same cache
-    gives the same layer digest (SPEC §3)."""
+    gives the same layer digest (docs/spec.md §3)."""
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -110,7 +110,7 @@ def _parse_entry(item: Any, index: int) -> KernelEntry:
     key = _as_str(item.get("key"))
     if key is None:
         # Older manifests name no directory: Triton files an entry under an
-        # encoding of its metadata hash (SPEC §4); see tcv.cache.keys.key_candidates
+        # encoding of its metadata hash (docs/spec.md §4); see tcv.cache.keys.key_candidates
         # for every encoding when the Triton version is unknown.
         if hash_ is None:
             raise ManifestError(f"manifest entry {index} has neither 'key' nor 'hash'")
@@ -239,7 +239,7 @@ def parse_summary(text: str) -> list[Target]:
 
 
 def build_labels(entries: Iterable[KernelEntry], title: str) -> dict[str, str]:
-    """The image config labels of SPEC §3; every value a string."""
+    """The image config labels of docs/spec.md §3; every value a string."""
     entries = list(entries)
     return {
         LABEL_SUMMARY: summary_json(build_summary(entries)),

@@ -1,4 +1,4 @@
-"""A cap on what a pull may write to staging (SPEC §8).
+"""A cap on what a pull may write to staging (docs/spec.md §8).
 
 skopeo checks every blob against its digest, but only once the blob has
 arrived: a registry that streams without end would fill the disk first. While

@@ -1,4 +1,4 @@
-"""Image references in the containers transports (SPEC §2).
+"""Image references in the containers transports (docs/spec.md §2).
 
 A bare reference means a registry (``docker://``); ``containers-storage:``,
 ``oci:DIR[:TAG]``, ``oci-archive:FILE`` and ``docker-archive:FILE`` are taken

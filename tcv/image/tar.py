@@ -95,7 +95,7 @@ class Stream:
         if kind == "gzip":
             self._z = zlib.decompressobj(wbits=31)
         elif kind == "zstd":
-            # Python 3.11 has no zstd in the standard library (SPEC §3 needs tar+zstd).
+            # Python 3.11 has no zstd in the standard library (docs/spec.md §3 needs tar+zstd).
             import zstandard
 
             self._zr = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)

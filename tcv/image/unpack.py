@@ -1,10 +1,10 @@
-"""Safe layer unpacking (SPEC §3, §8): media types, escapes, devices, sizes.
+"""Safe layer unpacking (docs/spec.md §3, §8): media types, escapes, devices, sizes.
 
 A cache image is data, never a root filesystem: the layers are applied in
 order into a fresh staging directory, and any entry that could reach outside
 it or carry privileges makes the whole image refused — absolute names, ``..``,
 symlinks or hard links leaving the root, paths through a symlink, device
-nodes, fifos, setuid/setgid bits. Only the two trees of SPEC §3
+nodes, fifos, setuid/setgid bits. Only the two trees of docs/spec.md §3
 (``io.triton.cache/`` and ``io.triton.manifest/``) are written; every regular
 file of the cache tree is hashed while it streams past, so the manifest's
 sha256 can be checked without reading the files again. The bytes written are
@@ -102,7 +102,7 @@ MAX_MEMBERS = 1_000_000  # a 10,000-kernel image has about 90,000
 MAX_CACHE_FILES = 250_000  # files in the cache tree: each costs a create
 MAX_NAME = 4096  # bytes, PATH_MAX
 MAX_COMPONENT = 255  # bytes, NAME_MAX
-MAX_DEPTH = 16  # components of a name in the two trees (SPEC §3 needs 3)
+MAX_DEPTH = 16  # components of a name in the two trees (docs/spec.md §3 needs 3)
 MAX_LINK_HOPS = 8
 # Decompressed bytes a layer may spend beyond what it keeps: headers, padding,
 # extension records and entries outside the two trees.
@@ -140,14 +140,14 @@ class UnpackResult:
 def compression_of(media_type: str, head: bytes) -> str:
     """``"gzip"``, ``"zstd"`` or ``"tar"`` for a layer.
 
-    The media type must be a tar layer type (SPEC §3); the bytes themselves
+    The media type must be a tar layer type (docs/spec.md §3); the bytes themselves
     decide the decompressor, as containers/image does, so a layer mislabelled by
     another tool still reads.
     """
     if media_type not in LAYER_MEDIA_TYPES:
         raise ExtractError(
             f"the image has a layer of media type {media_type!r}, which is not a tar layer",
-            "TCV reads tar, tar+gzip and tar+zstd layers and Triton cache artifacts (SPEC §3)",
+            "TCV reads tar, tar+gzip and tar+zstd layers and Triton cache artifacts",
         )
     if head.startswith(GZIP_MAGIC):
         return "gzip"
@@ -427,7 +427,8 @@ class _Unpacker:
                 f"the image's layers hold more than {MAX_MEMBERS} entries: not a Triton cache"
             )
         if not name or not _kept(name):
-            self._skip(stream, padded(h.size))  # outside the trees of SPEC §3: never written
+            # outside the trees of docs/spec.md §3: never written
+            self._skip(stream, padded(h.size))
             return
         base = name.rpartition("/")[2]
         if base.startswith(_WHITEOUT):

@@ -30,7 +30,7 @@ def _norm_sha(value: str) -> str:
 def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
     """The kernels of an unpacked image and what was skipped, with reasons.
 
-    With a manifest that lists files (SPEC §3), its entries are the kernels and
+    With a manifest that lists files (docs/spec.md §3), its entries are the kernels and
     every file must match its size and sha256 — any difference refuses the
     image. Older manifests (bare array, no ``files``) and images without one
     (the Go tools') are read from the unpacked metadata with the cache scanner.

@@ -1,7 +1,7 @@
 """buildah, as TCV drives it: argv builders (pure) and the calls (through
 :func:`tcv.tools.runner.run`).
 
-Reproducible layers (SPEC §3). The layer tar TCV writes (:mod:`tcv.image.layer`)
+Reproducible layers (docs/spec.md §3). The layer tar TCV writes (:mod:`tcv.image.layer`)
 is unpacked into a ``scratch`` working container by ``buildah add``; buildah
 then re-tars the container's files at commit time, in sorted order, with the
 owners and modes of the unpacked tar. What would still vary between runs is

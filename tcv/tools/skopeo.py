@@ -3,7 +3,7 @@
 Every call goes through :func:`tcv.tools.runner.run`. ``skopeo inspect --no-tags``
 costs exactly two registry requests past authentication — the manifest and the
 config blob — whatever the image size, which is what the preflight promises
-(SPEC §2, exit 4 before any layer is fetched). The pull copies into skopeo's
+(docs/spec.md §2, exit 4 before any layer is fetched). The pull copies into skopeo's
 ``dir:`` layout, which keeps the source manifest byte for byte, so its digest
 can be checked against what the preflight read.
 """

@@ -2,7 +2,7 @@
 
 The kernels are the 3.9 fixture (compiled by the official wheel, see
 make_caches.py); only their place differs, and Triton's group files name
-absolute paths anyway, which every install rewrites (SPEC §4).
+absolute paths anyway, which every install rewrites (docs/spec.md §4).
 
 * Inductor: ``cache_dir()/triton/<device index>/<KEY>/`` — PyTorch
   ``torch/_inductor/runtime/cache_dir_utils.py``: ``triton_cache_dir(device)``

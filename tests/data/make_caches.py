@@ -42,7 +42,7 @@ releases does not write byte-identical cubins twice.
 Group files of 3.x hold absolute paths: in the fixtures they point into
 `/tmp/tcv-fixtures/cache-<version>/` (index.json `fixtures.*.built_in`), a place
 that does not exist where the tests run, which is exactly what an install must
-repair (SPEC §4).
+repair (docs/spec.md §4).
 
 Usage (from the repository root; needs PyPI for the venvs and gcc for 2.x):
 
@@ -299,7 +299,7 @@ def _without_gpu_runtime() -> None:
     raises), and the parent points TRITON_LIBCUDA_PATH and LD_LIBRARY_PATH at
     stub_libcuda() (2.1 only asks ldconfig, so its lookup is redirected here).
     Launcher and cuda_utils land in directories of their own, left out of the
-    fixture like every launcher (SPEC §4).
+    fixture like every launcher (docs/spec.md §4).
     """
     import types
 
@@ -402,7 +402,7 @@ def child(version: str, cache: Path) -> None:
 
 
 def key_encoding(version: str) -> str:
-    """The KEY encoding SPEC §4 gives for a Triton version."""
+    """The KEY encoding docs/spec.md §4 gives for a Triton version."""
     major, minor = (int(x) for x in version.split(".")[:2])
     if major < 3:
         return "md5-hex"

@@ -1,6 +1,6 @@
 """The runtime hook end to end: real podman + runc run ``libexec/tcv-hook`` from the
 hooks.d JSON that ``tcv hook install`` wrote, for containers of a busybox image
-made here, mounting kernels from cache images made by ``tcv -c`` (SPEC §7): the
+made here, mounting kernels from cache images made by ``tcv -c`` (docs/spec.md §7): the
 fixture cache, and a cache of 500+ kernels made from it."""
 
 from __future__ import annotations

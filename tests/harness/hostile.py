@@ -114,7 +114,7 @@ def compress(raw: bytes, media_type: str) -> bytes:
 def cache_members(
     cache_root: Path, keys: Iterable[str] | None = None, manifest: object = None
 ) -> list[Member]:
-    """The layer members of SPEC §3 for the kernel dirs of ``cache_root``
+    """The layer members of docs/spec.md §3 for the kernel dirs of ``cache_root``
     (all, or ``keys``), plus ``manifest`` as ``io.triton.manifest/manifest.json``."""
     chosen = (
         sorted(keys)

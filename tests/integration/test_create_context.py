@@ -1,4 +1,4 @@
-"""tcv-build (SPEC §6): digest alone on stdout, and a --context-only build
+"""tcv-build (docs/spec.md §6): digest alone on stdout, and a --context-only build
 context that buildah turns into the same image as tcv -c."""
 
 from __future__ import annotations

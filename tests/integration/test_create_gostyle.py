@@ -1,4 +1,4 @@
-"""Interoperability with the earlier Go tools' images (SPEC §3): an image laid
+"""Interoperability with the earlier Go tools' images (docs/spec.md §3): an image laid
 out as they make it extracts with TCV's model, and TCV's image has the layout,
 labels and JSON types they read."""
 

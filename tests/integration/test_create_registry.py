@@ -1,4 +1,4 @@
-"""tcv -c with real buildah, pushed to a real registry on 127.0.0.1 (SPEC §2, §3)."""
+"""tcv -c with real buildah, pushed to a real registry on 127.0.0.1 (docs/spec.md §2, §3)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_create_push_labels_paths_and_media_types(
         "staging": [],
     }
 
-    # skopeo inspect --config fetches only the config: the SPEC §3 labels.
+    # skopeo inspect --config fetches only the config: the docs/spec.md §3 labels.
     raw = subprocess.run(
         ["skopeo", "inspect", "--config", "--raw", "--tls-verify=false", f"docker://{ref}"],
         check=True,
@@ -152,7 +152,7 @@ def test_layer_digest_is_identical_across_builds(
 ):
     """Two builds of the same cache give the same layer digest, before and
     after push, even when its files got new mtimes and other modes in between
-    (SPEC §3). The cache stays at one path: the manifest records it
+    (docs/spec.md §3). The cache stays at one path: the manifest records it
     (``source_root``). With OCI the whole image is identical; a Docker config
     also names buildah's working container, so there only the layer is."""
     cache = tmp_path / "cache"

@@ -1,4 +1,4 @@
-"""Rootless create (SPEC §6): an unprivileged user with subuid/subgid ranges
+"""Rootless create (docs/spec.md §6): an unprivileged user with subuid/subgid ranges
 runs both `buildah unshare tcv -c ...` and plain `tcv -c ...`.
 
 The test (run as root, as CI does) makes the user ``tcvtest`` with ``useradd

@@ -1,4 +1,4 @@
-"""The top-level Containerfile builds the TCV tool image (SPEC §6): Python,
+"""The top-level Containerfile builds the TCV tool image (docs/spec.md §6): Python,
 buildah, podman, skopeo and tcv, for pipeline steps.
 
 No public base image is reachable here, so the test makes its Debian 12 base

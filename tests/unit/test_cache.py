@@ -1,4 +1,4 @@
-"""Scanning a Triton cache root (SPEC §4), checked against index.json, the
+"""Scanning a Triton cache root (docs/spec.md §4), checked against index.json, the
 oracle written from Triton's own data by tests/data/make_caches.py.
 
 Unreadable input: the tests run as root, so file permissions cannot make a
@@ -38,7 +38,7 @@ def _oracle(fixture: str) -> dict[str, dict[str, Any]]:
 
 def _expected(want: dict[str, Any], field: str) -> Any:
     """The oracle's value as the metadata can tell it: Triton writes
-    ``triton_version`` into the metadata only from 3.3 (SPEC §4), so an older
+    ``triton_version`` into the metadata only from 3.3 (docs/spec.md §4), so an older
     entry does not know which Triton made it."""
     if field == "triton_version":
         major, minor = (int(p) for p in want["triton_version"].split(".")[:2])

@@ -1,4 +1,4 @@
-"""tcv-build in-process (SPEC §6): the digest alone on stdout; --context-only."""
+"""tcv-build in-process (docs/spec.md §6): the digest alone on stdout; --context-only."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def test_json(fp, capsys):
     assert doc["image"] == "127.0.0.1:5000/k:1" and doc["digest"] == DIGEST
     assert doc["labels"] == LABELS
     assert doc["summary"] == json.loads(LABELS[LABEL_SUMMARY])
-    # The Go readers' JSON types (SPEC §3): arch a string, warp size an integer.
+    # The Go readers' JSON types (docs/spec.md §3): arch a string, warp size an integer.
     assert all(
         isinstance(t["arch"], str) and isinstance(t["warp_size"], int)
         for t in doc["summary"]["targets"]

@@ -1,4 +1,4 @@
-"""``tcv scan`` in-process: the table, ``--json`` (SPEC §2), bad input."""
+"""``tcv scan`` in-process: the table, ``--json`` (docs/spec.md §2), bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The compatibility rules of SPEC §5, pure and against the real cache fixtures."""
+"""The compatibility rules of docs/spec.md §5, pure and against the real cache fixtures."""
 
 from __future__ import annotations
 
@@ -367,7 +367,7 @@ def test_fixtures_ptx_against_an_older_driver(fixtures):
 
 
 def _recorded(version: str) -> bool:
-    """Triton writes its version into the metadata from 3.3 on (SPEC §4)."""
+    """Triton writes its version into the metadata from 3.3 on (docs/spec.md §4)."""
     return tuple(int(p) for p in version.split(".")[:2]) >= (3, 3)
 
 

@@ -36,7 +36,7 @@ def test_quote_refuses_line_breaks():
 def test_render_containerfile():
     text = render_containerfile({"z": "1", "a": '{"k":"v"}'}, image="quay.io/x/y:1")
     assert text == (
-        "# A Triton kernel cache image (TCV, SPEC §3), written by tcv-build --context-only.\n"
+        "# A Triton kernel cache image (TCV docs/spec.md §3), from tcv-build --context-only.\n"
         "# Build it with: buildah build --timestamp 0 -t quay.io/x/y:1 .\n"
         "FROM scratch\n"
         "# One COPY gives one layer with every builder.\n"

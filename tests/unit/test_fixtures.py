@@ -21,7 +21,7 @@ EXAMPLE = DATA.parent.parent / "examples" / "vector-add-cache"
 INDEX: dict[str, Any] = json.loads((CACHES / "index.json").read_text())
 ENTRIES: list[dict[str, Any]] = INDEX["entries"]
 
-# KEY encodings of SPEC §4, by Triton version.
+# KEY encodings of docs/spec.md §4, by Triton version.
 KEY_PATTERNS = {
     "md5-hex": re.compile(r"[0-9a-f]{32}"),
     "sha256-hex": re.compile(r"[0-9a-f]{64}"),
@@ -74,7 +74,7 @@ def test_key_has_the_encoding_of_its_triton_version(entry: dict[str, Any]) -> No
     encoding = _spec_encoding(entry["triton_version"])
     assert entry["key_encoding"] == encoding
     assert KEY_PATTERNS[encoding].fullmatch(entry["key"])
-    if encoding != "md5-hex":  # 3.x: KEY encodes the metadata hash (SPEC §4)
+    if encoding != "md5-hex":  # 3.x: KEY encodes the metadata hash (docs/spec.md §4)
         assert entry["key"] == _encode_hash(entry["hash"], encoding)
 
 
@@ -101,7 +101,7 @@ def test_metadata_and_binaries_match_the_index(entry: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("entry", ENTRY_PARAMS)
 def test_group_file_has_the_shape_of_its_version(entry: dict[str, Any]) -> None:
-    # SPEC §4: 3.x groups map names to absolute paths where the cache was built;
+    # docs/spec.md §4: 3.x groups map names to absolute paths where the cache was built;
     # 2.x groups list bare names.
     entry_dir = CACHES / entry["fixture"] / entry["key"]
     group = json.loads((entry_dir / f"__grp__{entry['stem']}.json").read_text())

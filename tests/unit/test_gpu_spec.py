@@ -1,4 +1,4 @@
-"""GPU SPEC overrides and the architecture facts they rely on (SPEC §2, §5)."""
+"""GPU SPEC overrides and the architecture facts they rely on (docs/spec.md §2, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image references in the containers transports (SPEC §2)."""
+"""Image references in the containers transports (docs/spec.md §2)."""
 
 from __future__ import annotations
 

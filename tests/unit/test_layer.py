@@ -1,4 +1,4 @@
-"""The reproducible layer tar (SPEC §3), by value, on a real Triton cache."""
+"""The reproducible layer tar (docs/spec.md §3), by value, on a real Triton cache."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The image manifest and summary labels (SPEC §3), including the older forms
+"""The image manifest and summary labels (docs/spec.md §3), including the older forms
 the Go implementations wrote."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading one entry's metadata in every Triton shape (SPEC §4)."""
+"""Reading one entry's metadata in every Triton shape (docs/spec.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rewriting group files for a new cache location (SPEC §4): the pure rewrite,
+"""Rewriting group files for a new cache location (docs/spec.md §4): the pure rewrite,
 and what an install writes into DEST with it."""
 
 from __future__ import annotations

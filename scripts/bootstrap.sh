@@ -154,6 +154,8 @@ run_tests() {
   say "ruff"
   "$venv/bin/ruff" check .
   "$venv/bin/ruff" format --check .
+  say "mypy"
+  "$venv/bin/mypy"
   say "pytest"
   # pytest's exit 5 (no tests collected) is a failure here like any other non-zero.
   "$venv/bin/python" -m pytest "$@"

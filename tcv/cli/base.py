@@ -103,8 +103,8 @@ class TcvApplication(cli.Application):
         every command run and tracebacks"""
         tcvlog.configure(level.lower())
 
-    def _parse_and_dispatch(self, argv):  # type: ignore[no-untyped-def]
-        prog = self.PROGNAME or "tcv"
+    def _parse_and_dispatch(self, argv):
+        prog = str(self.PROGNAME or "tcv")
         as_json = "--json" in argv
         if getattr(self, "parent", None) is None:
             tcvlog.configure(tcvlog.default_level())

@@ -124,7 +124,7 @@ class Check(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         return str(root), list(scan_layout(root).entries)
 
     # No annotation on DIR: plumbum would try to convert with "str | None".
-    def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
+    def main(self, directory=None) -> int:
         host = host_from_options(self)
         parent = getattr(self, "parent", None)
         consumer = consumer_triton_version(

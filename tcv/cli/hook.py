@@ -143,8 +143,8 @@ class _HookConfigOptions(cli.Application):
             cuda_driver=self.cuda_driver,
             store=store,
             log=log,
-            pull=self.pull.lower() if self.pull else None,
-            tls_verify=None if self.tls_verify is None else self.tls_verify.lower() == "true",
+            pull=str(self.pull).lower() if self.pull else None,
+            tls_verify=None if self.tls_verify is None else str(self.tls_verify).lower() == "true",
             timeout=self.timeout,
             store_max=self.store_max,
             signature_policy=(

@@ -48,7 +48,7 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
         return EXIT_OK
 
 
-def render_description(desc) -> str:  # type: ignore[no-untyped-def]
+def render_description(desc) -> str:
     """The human form: the image, its labels, then one row per summary target."""
     from tcv.image.manifest import LABEL_SUMMARY
     from tcv.output import human_bytes, render_table

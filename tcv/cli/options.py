@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 from plumbum import cli
 
@@ -51,7 +52,14 @@ class GpuOptions:
     )
 
 
-class RegistrySwitches:
+if TYPE_CHECKING:
+    # A mixin of plumbum applications: its switches type-check as an Application's.
+    _Switches = cli.Application
+else:
+    _Switches = object
+
+
+class RegistrySwitches(_Switches):
     """``--tls-verify``, ``--cert-dir``, ``--authfile``, ``--creds``, ``--retry-times``:
     how to talk to registries, spelled as skopeo and podman spell them."""
 
@@ -106,7 +114,7 @@ class RegistrySwitches:
 
     def registry_options(self) -> RegistryOptions:
         return registry_options(
-            self.tls_verify,
+            str(self.tls_verify),
             self.authfile,
             ask_password(self.creds),
             cert_dir=self.cert_dir,

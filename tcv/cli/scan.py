@@ -75,7 +75,7 @@ class Scan(TcvApplication, JsonOption):
     )
 
     # No annotation on DIR: plumbum would try to convert with "str | None".
-    def main(self, directory=None) -> int:  # type: ignore[no-untyped-def]
+    def main(self, directory=None) -> int:
         from tcv.cache.scan import default_cache_dir, scan_layout
 
         root = Path(directory) if directory is not None else default_cache_dir()

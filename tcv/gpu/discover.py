@@ -164,7 +164,7 @@ def _amd_gpus(
     amd: list[udev.PciGpu],
     no_udev: bool,
     nodes: list[kfd.KfdNode],
-    kfd_by_pci: dict[str | None, kfd.KfdNode],
+    kfd_by_pci: Mapping[str, kfd.KfdNode],
     want_hip: bool,
     notes: list[str],
 ) -> list[Gpu]:

@@ -37,7 +37,7 @@ def _child(fn: Callable[[], dict[str, Any]], wfd: int) -> None:
     faulthandler.disable()
     try:
         try:
-            payload = {"ok": fn()}
+            payload: dict[str, Any] = {"ok": fn()}
         except BaseException as err:  # anything the library or binding raised
             payload = {"error": f"{type(err).__name__}: {err}"}
             code = 1

@@ -34,7 +34,7 @@ class PciGpu:
     device_nodes: tuple[str, ...] = ()
 
 
-def _int_attr(device, name: str) -> int | None:  # type: ignore[no-untyped-def]
+def _int_attr(device, name: str) -> int | None:
     try:
         return int(device.attributes.asstring(name), 16)
     except (KeyError, ValueError, UnicodeDecodeError):
@@ -98,7 +98,7 @@ def pci_gpus() -> list[PciGpu]:
     return out
 
 
-def _drm_nodes(context, pci_device) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+def _drm_nodes(context, pci_device) -> tuple[str, ...]:
     """The DRM card/render nodes of one PCI device (``/dev/dri/renderD128``)."""
     nodes = []
     for child in context.list_devices(subsystem="drm", parent=pci_device):

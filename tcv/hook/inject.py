@@ -122,7 +122,7 @@ def cache_path_of(state: State, config: ContainerConfig, view: BindView) -> str:
     return container_cache_dir(annotations, config.env, home, user)
 
 
-def visible_gpus(config: ContainerConfig, env: Mapping[str, str], settings: HookSettings):  # type: ignore[no-untyped-def]
+def visible_gpus(config: ContainerConfig, env: Mapping[str, str], settings: HookSettings):
     """The host's GPUs (the override in the hook's own environment, else detection)
     narrowed to those the container was given."""
     from tcv.gpu.discover import host_gpus, select_visible
@@ -162,7 +162,7 @@ def mount_id(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
-def _verdict(store: Store, resolved, host, triton: str | None, opts, deadline: float):  # type: ignore[no-untyped-def]
+def _verdict(store: Store, resolved, host, triton: str | None, opts, deadline: float):
     verdict = store.verdict(resolved.digest, host, triton)
     if verdict is not None:
         return verdict
@@ -177,7 +177,7 @@ def _verdict(store: Store, resolved, host, triton: str | None, opts, deadline: f
     return store.keep_verdict(stored, host, checked.compatible, checked.incompatible, triton)
 
 
-def _view(store: Store, spec, resolved, opts, deadline: float):  # type: ignore[no-untyped-def]
+def _view(store: Store, spec, resolved, opts, deadline: float):
     """The view for ``spec``: found, or rendered once under the image's lock
     (re-checked after taking it: another start may have rendered it meanwhile)."""
     from tcv.hook.view import find_view, render_view

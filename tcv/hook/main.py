@@ -83,17 +83,17 @@ def kill_children() -> list[int]:
     return killed
 
 
-def setup_logging(settings: HookSettings):  # type: ignore[no-untyped-def]
+def setup_logging(settings: HookSettings):
     """The logger the hook reports to, and where it writes."""
     import logging
 
     logger = logging.getLogger(LOGGER)
     logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
     logger.propagate = False
-    for handler in list(logger.handlers):  # the hook is its own program: only its log
-        logger.removeHandler(handler)
-        if getattr(handler, "_tcv_hook", False):
-            handler.close()
+    for old in list(logger.handlers):  # the hook is its own program: only its log
+        logger.removeHandler(old)
+        if getattr(old, "_tcv_hook", False):
+            old.close()
     target = settings.log_target
     handler: logging.Handler | None = None
     if target in ("syslog", "") and os.path.exists(SYSLOG_SOCKET):

@@ -153,8 +153,8 @@ def mount_overlay(pid: int, plan: OverlayPlan) -> None:
             os.close(wr)
     if os.waitstatus_to_exitcode(status) != 0 or report:
         num = struct.unpack("i", report[:4])[0] if len(report) >= 4 else 0
-        text = report[4:].decode(errors="replace") or f"exit status {status}"
+        why = report[4:].decode(errors="replace") or f"exit status {status}"
         hint = ""
         if num in (errno.EPERM, errno.EINVAL, errno.ENODEV):
             hint = "the kernel refused the overlay (is overlayfs available to this user?)"
-        raise HookError(f"cannot mount the cache in the container: {text}", hint or None)
+        raise HookError(f"cannot mount the cache in the container: {why}", hint or None)

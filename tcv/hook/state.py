@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tcv.errors import TcvError
 
@@ -130,12 +131,12 @@ def _mappings(items: object) -> tuple[IdMapping, ...]:
     return tuple(out)
 
 
-def parse_config(data: Mapping[str, object], bundle: str | os.PathLike[str]) -> ContainerConfig:
+def parse_config(data: Mapping[str, Any], bundle: str | os.PathLike[str]) -> ContainerConfig:
     """The hook's view of an OCI ``config.json`` already decoded into ``data``."""
     try:
-        root = data["root"]["path"]  # type: ignore[index]
+        root = data["root"]["path"]
         process = data.get("process") or {}
-        user = process.get("user") or {}  # type: ignore[union-attr]
+        user = process.get("user") or {}
         linux = data.get("linux") or {}
         mounts = tuple(
             Mount(
@@ -144,26 +145,23 @@ def parse_config(data: Mapping[str, object], bundle: str | os.PathLike[str]) -> 
                 type=str(m.get("type", "")),
                 options=tuple(str(o) for o in m.get("options") or ()),
             )
-            for m in data.get("mounts") or ()  # type: ignore[union-attr]
+            for m in data.get("mounts") or ()
         )
         devices = tuple(
             str(d["path"])
-            for d in linux.get("devices") or ()  # type: ignore[union-attr]
+            for d in linux.get("devices") or ()
             if isinstance(d, dict) and "path" in d
         )
         cfg = ContainerConfig(
             root=Path(bundle) / root,  # relative paths are relative to the bundle
-            env=_env_map(process.get("env")),  # type: ignore[union-attr]
+            env=_env_map(process.get("env")),
             uid=int(user.get("uid", 0)),
             gid=int(user.get("gid", 0)),
             mounts=mounts,
-            uid_mappings=_mappings(linux.get("uidMappings")),  # type: ignore[union-attr]
-            gid_mappings=_mappings(linux.get("gidMappings")),  # type: ignore[union-attr]
+            uid_mappings=_mappings(linux.get("uidMappings")),
+            gid_mappings=_mappings(linux.get("gidMappings")),
             devices=devices,
-            annotations={
-                str(k): str(v)
-                for k, v in (data.get("annotations") or {}).items()  # type: ignore[union-attr]
-            },
+            annotations={str(k): str(v) for k, v in (data.get("annotations") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise HookError(

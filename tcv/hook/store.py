@@ -334,7 +334,7 @@ class Store:
         running and is kept."""
         import shutil
 
-        removed = []
+        removed: list[str] = []
         now = time.time()
         try:
             names = os.listdir(self.root / "tmp")

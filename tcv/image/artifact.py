@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tcv.errors import CreateError, UsageError
+from tcv.errors import CreateError, ToolError, UsageError
 from tcv.image.manifest import (
     LABEL_FORMAT_VERSION,
     LABEL_TITLE,
@@ -177,10 +177,8 @@ def create_artifact(
     packed: PackedCaches, image: str, push: bool, registry: RegistryOptions, *, mtime: int
 ) -> CreateResult:
     """Write the artifact of ``packed`` and copy it to ``image``."""
-    from tcv.errors import ToolError
     from tcv.image.build import CreateResult, staging
     from tcv.image.layer import write_layer_file
-    from tcv.tools import skopeo
     from tcv.tools.runner import run
 
     dest, shown, title = artifact_destination(image, push=push)
@@ -204,11 +202,7 @@ def create_artifact(
         try:
             run(argv, what=f"copy the artifact to {shown}")
         except ToolError as err:
-            message = skopeo.skopeo_message(err.stderr_tail or err.message)
-            raise CreateError(
-                f"built the artifact but cannot copy it to {shown}: {message}",
-                skopeo.hint_for(message, parse_image_ref(image)),
-            ) from None
+            raise copy_error(err, shown, dest) from None
         try:
             copied = (stage / "digest").read_text().strip() or digest
         except OSError:
@@ -225,3 +219,17 @@ def create_artifact(
         layout=packed.layout_text,
         mount_path=packed.mount_path,
     )
+
+
+def copy_error(err: ToolError, shown: str, dest: str) -> CreateError:
+    """The one line for a failed copy of the built artifact to ``dest``."""
+    from tcv.tools import skopeo
+    from tcv.tools.registry import access_failure, access_hint, registry_host
+
+    message = skopeo.skopeo_message(err.stderr_tail or err.message)
+    if err.returncode is None or not dest.startswith("docker://"):
+        hint = err.hint or "check the destination path and its permissions"
+    else:
+        host = registry_host(dest.removeprefix("docker://"))
+        hint = access_hint(access_failure(message), host)
+    return CreateError(f"built the artifact but cannot copy it to {shown}: {message}", hint)

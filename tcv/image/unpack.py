@@ -690,7 +690,7 @@ def unpack_layers(
                 kind = compression_of(media_type, raw.read(4))
                 raw.seek(0)
                 stream = Stream(
-                    raw,  # type: ignore[arg-type]
+                    raw,
                     kind,
                     progress,
                     base,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from plumbum import local
+from plumbum.commands.base import BaseCommand
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut, run_proc
 
 from tcv.errors import ToolError
@@ -107,7 +108,7 @@ def run(
     argv = [str(a) for a in argv]
     action = what or f"run {argv[0]}"
     try:
-        cmd = local[argv[0]]
+        cmd: BaseCommand = local[argv[0]]
     except CommandNotFound:
         raise ToolError(
             f"cannot {action}: {argv[0]} is not installed",
@@ -138,6 +139,7 @@ def run(
             argv=redact(argv),
             returncode=None,
         ) from None
+    assert returncode is not None  # run_proc waits for the process
     result = Result(argv, int(returncode), stdout or "", stderr or "")
     log.debug("%s exited %s", argv[0], returncode)
     if check and result.returncode != 0:

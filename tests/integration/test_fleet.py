@@ -449,3 +449,16 @@ def test_the_hook_store_keeps_every_image_of_a_fleet_index(fleet, tmp_path):
     assert sorted(p.name for p in stored.cache_root.iterdir()) == want
     assert store.get(fleet.digest) is not None
     assert not list((tmp_path / "store" / "tmp").iterdir())
+
+
+def test_an_artifact_push_to_an_unreachable_registry_is_one_line(caches, tmp_path):
+    """skopeo's failure to copy the built artifact is worded, never a traceback."""
+    made = h.run_tcv(
+        "-c", "--format", "artifact", "-i", "127.0.0.1:1/tcv-it/artifact:x", "--push",
+        "--tls-verify=false", "-d", str(caches[0]), staging=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 2, made.stderr
+    (line,) = made.stderr.strip().splitlines()
+    assert line.startswith("tcv: error: built the artifact but cannot copy it to 127.0.0.1:1/")
+    assert "Traceback" not in made.stderr
+    assert not list((tmp_path).glob("**/create-*"))  # staging removed

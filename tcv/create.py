@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tcv.autotune_pack import AutotuneRequest, PackedAutotune, check_request, pack_autotune
 from tcv.cache.kernel import FileInfo, KernelEntry
 from tcv.cache.layout import Layout
 from tcv.cache.merge import MergedCache, merge_scans, source_root
@@ -85,6 +86,8 @@ class CreateResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     layout: str | None = None  # where the kernels were found, for a nested layout
     mount_path: str | None = None
+    # --with-autotune: {"device", "entries"} of the results packed, else None.
+    autotune: dict[str, Any] | None = None
     # A fleet image (--split-by-target): one {"target", "image", "entries"} per entry.
     targets: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "image"  # "image", "index" or "artifact"
@@ -104,6 +107,8 @@ class CreateResult:
             doc["kind"] = self.kind
         if self.targets:
             doc["targets"] = list(self.targets)
+        if self.autotune is not None:
+            doc["autotune"] = dict(self.autotune)
         return doc
 
 
@@ -147,13 +152,19 @@ def resolve_target(image: str, *, push: bool) -> CreateTarget:
 
 
 def scan_for_create(
-    cache_dir: Path, *, include_launchers: bool = False, source: str | None = None
+    cache_dir: Path,
+    *,
+    include_launchers: bool = False,
+    source: str | None = None,
+    with_autotune: bool = False,
 ) -> ScanResult:
     """Scan (the layout ``source`` names, else the one detected) and refuse
     what cannot make a faithful image: no kernels at all, or kernels that
     could not be read (an image silently missing them would recompile on every
     host)."""
-    scan = scan_layout(cache_dir, source=source, include_launchers=include_launchers)
+    scan = scan_layout(
+        cache_dir, source=source, include_launchers=include_launchers, with_autotune=with_autotune
+    )
     if scan.layout is not None and scan.layout.nested:
         log.info("%s", scan.layout.describe(str(cache_dir)))
     unreadable = [s for s in scan.skipped if _IO_SKIP.search(s.reason)]
@@ -175,6 +186,8 @@ def scan_for_create(
     for s in scan.skipped:
         log.info("skipped %s: %s", s.path, s.reason)
     log.info("packing %d kernels from %s", len(scan.entries), cache_dir)
+    if scan.autotune:
+        log.info("packing %d autotuning results from %s", len(scan.autotune), cache_dir)
     return scan
 
 
@@ -239,6 +252,7 @@ class PackedCaches:
     layout: Layout | None = None  # a nested layout found in the (first) cache
     layout_text: str | None = None
     mount_path: str | None = None
+    tuned: PackedAutotune | None = None  # --with-autotune, when the caches hold results
 
     @property
     def entries(self) -> list[KernelEntry]:
@@ -251,6 +265,8 @@ class PackedCaches:
             labels[LABEL_LAYOUT] = self.layout.label()
         if self.mount_path is not None:
             labels[LABEL_MOUNT_PATH] = self.mount_path
+        if self.tuned is not None:
+            labels.update(self.tuned.labels())
         return labels
 
     def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:
@@ -258,14 +274,19 @@ class PackedCaches:
         chosen = self.entries if entries is None else list(entries)
         # source_root records where the cache came from (SPEC §3); it lives in
         # the manifest, never as a path inside the tar.
-        manifest = manifest_json(build_manifest(chosen, self.source))
+        doc = build_manifest(chosen, self.source)
+        roots = self.merged.roots
+        if self.tuned is not None:
+            doc.update(self.tuned.manifest())
+            chosen = chosen + self.tuned.as_entries()
+            roots = {**roots, **self.tuned.roots}
         return plan_layer(
             Path("."),
             chosen,
-            manifest,
+            manifest_json(doc),
             cache_dir=CACHE_DIR,
             manifest_path=MANIFEST_PATH,
-            roots=self.merged.roots,
+            roots=roots,
             contents=self.contents,
         )
 
@@ -276,13 +297,25 @@ def pack_caches(
     include_launchers: bool = False,
     source: str | None = None,
     mount_path: str | None = None,
+    autotune: AutotuneRequest | None = None,
 ) -> PackedCaches:
     """Scan every cache (each refused alone when it is unusable) and merge them;
-    with ``mount_path``, the group files rewritten for that mount point."""
+    with ``mount_path``, the group files rewritten for that mount point; with
+    ``autotune``, their autotuning results too (:mod:`tcv.autotune_pack`)."""
     scans = [
-        (d, scan_for_create(d, include_launchers=include_launchers, source=source)) for d in dirs
+        (
+            d,
+            scan_for_create(
+                d,
+                include_launchers=include_launchers,
+                source=source,
+                with_autotune=autotune is not None,
+            ),
+        )
+        for d in dirs
     ]
     merged = merge_scans(scans)
+    tuned = pack_autotune(scans, autotune) if autotune is not None else None
     contents: dict[str, bytes] = {}
     if mount_path is not None:
         entries, contents = groups_for_mount(merged.entries, merged.roots, mount_path)
@@ -296,6 +329,7 @@ def pack_caches(
         nested,
         nested.describe(str(first_dir)) if nested else None,
         mount_path,
+        tuned,
     )
 
 
@@ -311,6 +345,7 @@ def create_image(
     source: str | None = None,
     mount_path: str | None = None,
     split_by_target: bool = False,
+    autotune: AutotuneRequest | None = None,
 ) -> CreateResult:
     """Build (and optionally push) the cache image of ``cache_dir`` (one
     directory, or several merged) as ``image``. ``split_by_target`` makes a
@@ -318,7 +353,9 @@ def create_image(
     artifact (:mod:`tcv.image.artifact`). ``source``: the layout to pack (``triton``,
     ``inductor``, ``vllm``; None detects it). ``mount_path``: write the group
     files for a read-only mount of the image's cache tree at that path, as they
-    are (SPEC §4 relocation done at build time)."""
+    are (SPEC §4 relocation done at build time). ``autotune``
+    (``--with-autotune``): pack the autotuning results too, for the GPU model
+    it names or detects (:mod:`tcv.autotune_pack`)."""
     formats = (*buildah.FORMATS, "artifact")
     if image_format not in formats:
         raise UsageError(
@@ -334,6 +371,8 @@ def create_image(
             "--split-by-target makes an OCI image index",
             "drop --format docker: a Docker manifest list cannot carry the target annotations",
         )
+    if autotune is not None:
+        check_request(autotune, image_format, split_by_target)
     if mount_path is not None:
         mount_path = check_mount_path(mount_path)
     registry = registry or RegistryOptions()
@@ -348,7 +387,11 @@ def create_image(
     target = resolve_target(image, push=push)
     buildah.require_buildah()
     packed = pack_caches(
-        dirs, include_launchers=include_launchers, source=source, mount_path=mount_path
+        dirs,
+        include_launchers=include_launchers,
+        source=source,
+        mount_path=mount_path,
+        autotune=autotune,
     )
     if split_by_target:
         from tcv.image.fleet import create_fleet
@@ -379,6 +422,7 @@ def create_image(
         skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
         layout=packed.layout_text,
         mount_path=mount_path,
+        autotune=packed.tuned.summary() if packed.tuned is not None else None,
     )
 
 
@@ -493,14 +537,19 @@ def write_build_context(
     *,
     include_launchers: bool = False,
     timestamp: int | None = None,
+    autotune: AutotuneRequest | None = None,
 ) -> ContextResult:
     """``tcv-build --context-only``: the same layer and labels as
     :func:`create_image`, written as a Containerfile build context."""
     from tcv.image.containerfile import write_context
 
     target = resolve_target(image, push=False)
+    if autotune is not None:
+        check_request(autotune, "oci", False)
     mtime = source_date_epoch() if timestamp is None else timestamp
-    packed = pack_caches(cache_dirs(cache_dir), include_launchers=include_launchers)
+    packed = pack_caches(
+        cache_dirs(cache_dir), include_launchers=include_launchers, autotune=autotune
+    )
     labels = packed.labels(packed.entries, target.title)
     path = write_context(Path(out), packed.members(), labels, image=target.local, mtime=mtime)
     return ContextResult(path, len(packed.entries), sum(e.bytes for e in packed.entries))

@@ -21,6 +21,7 @@ from tcv.cache.kernel import KernelEntry
 from tcv.cache.scan import ScanResult
 from tcv.errors import CreateError, UsageError
 from tcv.gpu.model import HostGpus
+from tcv.image.manifest import LABEL_CACHE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,16 @@ class PackedAutotune:
     entries: list[AutotuneEntry] = field(default_factory=list)
     roots: dict[str, Path] = field(default_factory=dict)
 
-    def labels(self) -> dict[str, str]:
+    def labels(self, kernel_labels: dict[str, str]) -> dict[str, str]:
+        """The autotune labels, and the cache size grown by the results' bytes
+        (extraction bounds the unpacked layer by it)."""
         if not self.entries or self.device is None:
             return {}
-        return autotune.labels(self.device, self.entries)
+        out = autotune.labels(self.device, self.entries)
+        size = kernel_labels.get(LABEL_CACHE_SIZE)
+        if size is not None and size.isdigit():
+            out[LABEL_CACHE_SIZE] = str(int(size) + sum(e.bytes for e in self.entries))
+        return out
 
     def manifest(self) -> dict[str, Any]:
         if not self.entries or self.device is None:

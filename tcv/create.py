@@ -266,7 +266,7 @@ class PackedCaches:
         if self.mount_path is not None:
             labels[LABEL_MOUNT_PATH] = self.mount_path
         if self.tuned is not None:
-            labels.update(self.tuned.labels())
+            labels.update(self.tuned.labels(labels))
         return labels
 
     def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:

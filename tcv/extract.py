@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcv.cache.kernel import KernelEntry, Target
 from tcv.errors import ExtractError, IncompatibleError, NotACacheError, TcvError
@@ -36,6 +36,9 @@ from tcv.progress import DirWatcher, Progress
 from tcv.staging import staging_dir
 from tcv.tools import skopeo
 from tcv.tools.registry import RegistryOptions
+
+if TYPE_CHECKING:
+    from tcv.autotune_install import TunedImage
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,11 @@ class ImageDescription:
         }
         if self.kind != "image":
             doc["kind"] = self.kind
+        from tcv.cache.autotune import read_labels
+
+        recorded = read_labels(self.labels)
+        if recorded is not None:
+            doc["autotune"] = recorded.to_json()
         if self.entries:
             doc["manifests"] = [
                 {"digest": e.digest, "annotations": dict(e.labels), "summary": e.summary}
@@ -319,6 +327,7 @@ class FetchedImage:
     cache_root: Path
     skipped: list[tuple[str, str]] = field(default_factory=list)
     description: ImageDescription | None = None
+    autotune: TunedImage | None = None  # its autotuning results (tcv.autotune_install)
 
 
 # An image without the cache-size-bytes label (the Go tools' images) is still
@@ -398,7 +407,10 @@ def fetch_image(
     progress.finish()
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
-    return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
+    from tcv.autotune_install import resolve_autotune
+
+    tuned, skipped = resolve_autotune(unpacked, labels, skipped)
+    return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc, tuned)
 
 
 def fetch_images(
@@ -678,6 +690,8 @@ class ExtractReport:
     fitting: int = 0  # kernels that fit the host (or all, without the GPU check)
     # With --for inductor/vllm: each directory installed into, and its counts.
     destinations: list[dict[str, Any]] = field(default_factory=list)
+    # The image's autotuning results: device, installed, present, skipped (or None).
+    autotune: dict[str, Any] | None = None
 
     @property
     def nothing_fits(self) -> bool:
@@ -695,6 +709,8 @@ class ExtractReport:
         }
         if self.destinations:
             doc["destinations"] = self.destinations
+        if self.autotune is not None:
+            doc["autotune"] = self.autotune
         return doc
 
 
@@ -751,6 +767,12 @@ def extract_image(
                 else:
                     report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
             _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
+            if fetched.autotune is not None:
+                from tcv.autotune_install import install_autotune
+
+                report.autotune = install_autotune(
+                    fetched.autotune, planned, host, force=force, into=report.autotune
+                )
     return report
 
 

@@ -63,8 +63,17 @@ def render_description(desc) -> str:  # type: ignore[no-untyped-def]
     if desc.kind != "image":
         what = f"image index of {len(desc.entries)} images" if desc.entries else desc.kind
         head.insert(1, ["kind", what])
+    from tcv.cache.autotune import LABEL_COUNT, LABEL_DEVICE, read_labels
+
+    recorded = read_labels(desc.labels)
+    if recorded is not None:
+        if recorded.problem:
+            head.append(["autotune", f"ignored: {recorded.problem}"])
+        else:
+            head.append(["autotune", f"{recorded.count} results, measured on {recorded.device}"])
     for name, value in sorted(desc.labels.items()):
-        if name != LABEL_SUMMARY:
+        # The autotune labels are shown validated above, never as the image wrote them.
+        if name not in (LABEL_SUMMARY, LABEL_DEVICE, LABEL_COUNT):
             head.append([name, value])
     lines = [render_table(["FIELD", "VALUE"], head), ""]
     if desc.targets is None:

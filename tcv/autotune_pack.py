@@ -34,10 +34,11 @@ def _detect() -> HostGpus:
 
 @dataclass(frozen=True)
 class AutotuneRequest:
-    """``--with-autotune`` and ``--autotune-device`` (None: detect with ``detect``)."""
+    """``--with-autotune`` and ``--autotune-device`` (None: detect with ``detect``,
+    by default this host's GPUs)."""
 
     device: str | None = None
-    detect: Callable[[], HostGpus] = _detect
+    detect: Callable[[], HostGpus] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def resolve_device(request: AutotuneRequest) -> str:
     """The device the results were measured on (CreateError, exit 2, when unknown)."""
     if request.device is not None:
         return autotune.check_device(request.device)
-    device, why = autotune.host_device(request.detect())
+    device, why = autotune.host_device((request.detect or _detect)())
     if device is None:
         raise CreateError(autotune.undetermined(why), autotune.DEVICE_HINT)
     log.info("autotuning results measured on %s (this host's GPU)", device)

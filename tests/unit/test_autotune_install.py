@@ -131,3 +131,52 @@ def test_per_gpu_placements_get_them_only_for_the_matching_gpu(tmp_path):
     assert (tmp_path / "triton" / "1" / KEY / NAME).is_file()
     again = install_autotune(tuned, places, host)
     assert again["installed"] == [] and again["present"] == [KEY]
+
+
+# ---------------------------------------------------------------- what people see
+
+
+def test_extract_summary_names_each_skip_reason_once():
+    from tcv.cli.extract import autotune_lines
+
+    doc = {
+        "device": H100,
+        "installed": [],
+        "present": [],
+        "skipped": [{"key": k, "reason": "measured on X, not on Y"} for k in ("A", "B")],
+    }
+    assert autotune_lines(doc) == [
+        f"autotune: 0 installed, 0 already present, 2 skipped (measured on {H100})",
+        "      2  measured on X, not on Y",
+    ]
+    assert autotune_lines(None) == []
+
+
+@pytest.mark.parametrize(
+    "labels, row, json_doc",
+    [
+        pytest.param(
+            LABELS, f"1 results, measured on {H100}", {"device": H100, "count": 1}, id="ok"
+        ),
+        pytest.param(
+            {autotune.LABEL_DEVICE: "\x1b[2Jgone", autotune.LABEL_COUNT: "2"},
+            f"ignored: {autotune.LABEL_DEVICE} is not a device name",
+            {
+                "device": None,
+                "count": 2,
+                "problem": f"{autotune.LABEL_DEVICE} is not a device name",
+            },
+            id="hostile",
+        ),
+    ],
+)
+def test_inspect_shows_the_device_and_count_validated(labels, row, json_doc):
+    from tcv.cli.inspect import render_description
+    from tcv.extract import describe
+    from tcv.image.ref import parse_image_ref
+
+    desc = describe(parse_image_ref("quay.io/x/y:1"), "sha256:" + "ab" * 32, labels)
+    text = render_description(desc)
+    assert any(line.split(None, 1) == ["autotune", row] for line in text.splitlines())
+    assert "\x1b" not in text
+    assert desc.to_json()["autotune"] == json_doc

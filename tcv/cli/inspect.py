@@ -12,7 +12,9 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
     targets of its summary (backend, arch, warp size, Triton and PTX versions, kernel
     counts) — reading only its manifest and config, never a layer. A fleet image
     (an image index made by tcv -c --split-by-target) is described from the index
-    alone, one image per target; an OCI artifact from its manifest alone.
+    alone, one image per target; an OCI artifact from its manifest alone. An
+    image packed with --with-autotune shows the GPU model its autotuning results
+    were measured on and their count (the autotune row; "autotune" in --json).
 
     IMAGE is a registry reference (docker://, the default), containers-storage:NAME,
     oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE. Exit status 5 when the

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tcv.autotune_pack import AutotuneRequest, check_request, pack_autotune
 from tcv.cache.kernel import FileInfo, KernelEntry
 from tcv.cache.merge import merge_scans, source_root
 from tcv.cache.metadata import group_filenames
@@ -85,13 +86,19 @@ def resolve_target(image: str, *, push: bool) -> CreateTarget:
 
 
 def scan_for_create(
-    cache_dir: Path, *, include_launchers: bool = False, source: str | None = None
+    cache_dir: Path,
+    *,
+    include_launchers: bool = False,
+    source: str | None = None,
+    with_autotune: bool = False,
 ) -> ScanResult:
     """Scan (the layout ``source`` names, else the one detected) and refuse
     what cannot make a faithful image: no kernels at all, or kernels that
     could not be read (an image silently missing them would recompile on every
     host)."""
-    scan = scan_layout(cache_dir, source=source, include_launchers=include_launchers)
+    scan = scan_layout(
+        cache_dir, source=source, include_launchers=include_launchers, with_autotune=with_autotune
+    )
     if scan.layout is not None and scan.layout.nested:
         log.info("%s", scan.layout.describe(str(cache_dir)))
     unreadable = [s for s in scan.skipped if _IO_SKIP.search(s.reason)]
@@ -113,6 +120,8 @@ def scan_for_create(
     for s in scan.skipped:
         log.info("skipped %s: %s", s.path, s.reason)
     log.info("packing %d kernels from %s", len(scan.entries), cache_dir)
+    if scan.autotune:
+        log.info("packing %d autotuning results from %s", len(scan.autotune), cache_dir)
     return scan
 
 
@@ -135,13 +144,25 @@ def pack_caches(
     include_launchers: bool = False,
     source: str | None = None,
     mount_path: str | None = None,
+    autotune: AutotuneRequest | None = None,
 ) -> PackedCaches:
     """Scan every cache (each refused alone when it is unusable) and merge them;
-    with ``mount_path``, the group files rewritten for that mount point."""
+    with ``mount_path``, the group files rewritten for that mount point; with
+    ``autotune``, their autotuning results too (:mod:`tcv.autotune_pack`)."""
     scans = [
-        (d, scan_for_create(d, include_launchers=include_launchers, source=source)) for d in dirs
+        (
+            d,
+            scan_for_create(
+                d,
+                include_launchers=include_launchers,
+                source=source,
+                with_autotune=autotune is not None,
+            ),
+        )
+        for d in dirs
     ]
     merged = merge_scans(scans)
+    tuned = pack_autotune(scans, autotune) if autotune is not None else None
     contents: dict[str, bytes] = {}
     if mount_path is not None:
         entries, contents = groups_for_mount(merged.entries, merged.roots, mount_path)
@@ -155,6 +176,7 @@ def pack_caches(
         nested,
         nested.describe(str(first_dir)) if nested else None,
         mount_path,
+        tuned,
     )
 
 
@@ -170,6 +192,7 @@ def create_image(
     source: str | None = None,
     mount_path: str | None = None,
     split_by_target: bool = False,
+    autotune: AutotuneRequest | None = None,
 ) -> CreateResult:
     """Build (and optionally push) the cache image of ``cache_dir`` (one
     directory, or several merged) as ``image``. ``split_by_target`` makes a
@@ -177,7 +200,9 @@ def create_image(
     artifact (:mod:`tcv.image.artifact`). ``source``: the layout to pack (``triton``,
     ``inductor``, ``vllm``; None detects it). ``mount_path``: write the group
     files for a read-only mount of the image's cache tree at that path, as they
-    are (docs/spec.md §4 relocation done at build time)."""
+    are (docs/spec.md §4 relocation done at build time). ``autotune``
+    (``--with-autotune``): pack the autotuning results too, for the GPU model
+    it names or detects (:mod:`tcv.autotune_pack`)."""
     formats = (*buildah.FORMATS, "artifact")
     if image_format not in formats:
         raise UsageError(
@@ -193,6 +218,8 @@ def create_image(
             "--split-by-target makes an OCI image index",
             "drop --format docker: a Docker manifest list cannot carry the target annotations",
         )
+    if autotune is not None:
+        check_request(autotune, image_format, split_by_target)
     if mount_path is not None:
         mount_path = check_mount_path(mount_path)
     registry = registry or RegistryOptions()
@@ -209,7 +236,11 @@ def create_image(
     target = resolve_target(image, push=push)
     buildah.require_buildah()
     packed = pack_caches(
-        dirs, include_launchers=include_launchers, source=source, mount_path=mount_path
+        dirs,
+        include_launchers=include_launchers,
+        source=source,
+        mount_path=mount_path,
+        autotune=autotune,
     )
     if split_by_target:
         from tcv.image.fleet import create_fleet
@@ -240,6 +271,7 @@ def create_image(
         skipped=[{"path": s.path, "reason": s.reason} for s in packed.merged.skipped],
         layout=packed.layout_text,
         mount_path=mount_path,
+        autotune=packed.tuned.summary() if packed.tuned is not None else None,
     )
 
 
@@ -298,14 +330,19 @@ def write_build_context(
     *,
     include_launchers: bool = False,
     timestamp: int | None = None,
+    autotune: AutotuneRequest | None = None,
 ) -> ContextResult:
     """``tcv-build --context-only``: the same layer and labels as
     :func:`create_image`, written as a Containerfile build context."""
     from tcv.image.containerfile import write_context
 
     target = resolve_target(image, push=False)
+    if autotune is not None:
+        check_request(autotune, "oci", False)
     mtime = source_date_epoch() if timestamp is None else timestamp
-    packed = pack_caches(cache_dirs(cache_dir), include_launchers=include_launchers)
+    packed = pack_caches(
+        cache_dirs(cache_dir), include_launchers=include_launchers, autotune=autotune
+    )
     labels = packed.labels(packed.entries, target.title)
     path = write_context(Path(out), packed.members(), labels, image=target.local, mtime=mtime)
     return ContextResult(path, len(packed.entries), sum(e.bytes for e in packed.entries))

@@ -51,6 +51,8 @@ class ExtractReport:
     fitting: int = 0  # kernels that fit the host (or all, without the GPU check)
     # With --for inductor/vllm: each directory installed into, and its counts.
     destinations: list[dict[str, Any]] = field(default_factory=list)
+    # The image's autotuning results: device, installed, present, skipped (or None).
+    autotune: dict[str, Any] | None = None
 
     @property
     def nothing_fits(self) -> bool:
@@ -68,6 +70,8 @@ class ExtractReport:
         }
         if self.destinations:
             doc["destinations"] = self.destinations
+        if self.autotune is not None:
+            doc["autotune"] = self.autotune
         return doc
 
 
@@ -124,6 +128,12 @@ def extract_image(
                 else:
                     report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
             _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
+            if fetched.autotune is not None:
+                from tcv.autotune_install import install_autotune
+
+                report.autotune = install_autotune(
+                    fetched.autotune, planned, host, force=force, into=report.autotune
+                )
     return report
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcv.cache.autotune import FILE_MAX, AutotuneEntry, results_problem
 from tcv.cache.kernel import FileInfo, KernelEntry
 from tcv.cache.keys import LOCK_NAME, is_key, key_encoding
 from tcv.cache.layout import MAX_DEPTH, Layout, detect, select
@@ -43,11 +44,21 @@ _HEAD = 64 * 1024
 _META_MAX = 16 << 20  # a metadata JSON is a few KiB; refuse to parse giants
 _TMP_MARK = "tmp.pid_"  # runtime/cache.py put(): <entry>/tmp.pid_<pid>_<uuid>/
 _LAUNCHER_HINT = "--include-launchers packs it"
+AUTOTUNE_HINT = "--with-autotune packs them"
 
 
 class NotAKernelError(TcvError):
     """A directory under the cache root that is not a kernel entry; the
     message says why."""
+
+
+class AutotuneDirError(NotAKernelError):
+    """A directory of autotuning results: skipped, or packed with
+    ``--with-autotune`` (:mod:`tcv.cache.autotune`). ``files``: (name, path)."""
+
+    def __init__(self, message: str, files: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.files = files
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ class ScanResult:
     skipped: list[Skipped] = field(default_factory=list)
     layout: Layout | None = None
     sources: dict[str, Path] = field(default_factory=dict)
+    # With ``with_autotune``: the autotuning result directories, and their roots.
+    autotune: list[AutotuneEntry] = field(default_factory=list)
+    autotune_sources: dict[str, Path] = field(default_factory=dict)
 
     def source_of(self, key: str) -> Path:
         """The cache root whose ``<key>/`` directory holds entry ``key``."""
@@ -223,7 +237,9 @@ def _read_entry(
     if launcher and not include_launchers:
         raise NotAKernelError(f"launcher/utils .so directory (host-specific; {_LAUNCHER_HINT})")
     if not launcher and all(n.endswith(AUTOTUNE_SUFFIX) for n in names):
-        raise NotAKernelError("autotuning results (*.autotune.json), not a kernel")
+        raise AutotuneDirError(
+            f"autotuning results (*{AUTOTUNE_SUFFIX}), not a kernel; {AUTOTUNE_HINT}", files
+        )
     meta_name = None if launcher else metadata_filename(names)
     if meta_name is None and not launcher:
         raise NotAKernelError("no metadata: no __grp__<kernel>.json and no single <kernel>.json")
@@ -343,8 +359,32 @@ def _check_root(root: Path) -> None:
         )
 
 
-def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
-    """Every kernel entry under ``root``, sorted by key, and what was skipped.
+def _read_autotune(key: str, files: list[tuple[str, str]]) -> AutotuneEntry:
+    """An autotune directory's files, hashed, each checked as Triton reads it."""
+    infos: dict[str, FileInfo] = {}
+    for name, path in files:
+        try:
+            size, sha, head = _hash_file(path, FILE_MAX + 1)
+        except OSError as err:
+            raise NotAKernelError(f"cannot read {name}: {err.strerror}") from None
+        if size > FILE_MAX:
+            raise NotAKernelError(f"autotuning results {name} are implausibly large ({size} bytes)")
+        try:
+            doc = jsonbound.loads(head, f"autotuning results {name}", max_bytes=FILE_MAX)
+        except jsonbound.JsonBoundError as err:
+            raise NotAKernelError(err.message) from None
+        problem = results_problem(doc)
+        if problem is not None:
+            raise NotAKernelError(f"autotuning results {name} {problem}: Triton cannot read them")
+        infos[name] = FileInfo(size=size, sha256=sha)
+    return AutotuneEntry(key, infos)
+
+
+def scan_cache(
+    root: Path, *, include_launchers: bool = False, with_autotune: bool = False
+) -> ScanResult:
+    """Every kernel entry under ``root``, sorted by key, and what was skipped;
+    with ``with_autotune`` also the autotuning results (:attr:`ScanResult.autotune`).
 
     Raises UsageError (exit 3) when ``root`` is missing or not a directory. An
     empty root is not an error: zero entries.
@@ -378,6 +418,17 @@ def scan_cache(root: Path, *, include_launchers: bool = False) -> ScanResult:
             entry = _read_entry(
                 real_root, de.path, key, include_launchers=include_launchers, skipped=entry_skips
             )
+        except AutotuneDirError as err:
+            if not with_autotune:
+                result.skipped.append(Skipped(key, err.message))
+                continue
+            try:
+                result.autotune.append(_read_autotune(key, err.files))
+            except NotAKernelError as bad:
+                result.skipped.append(Skipped(key, bad.message))
+                continue
+            result.skipped.extend(entry_skips)
+            continue
         except NotAKernelError as err:
             result.skipped.append(Skipped(key, err.message))
             continue
@@ -414,7 +465,11 @@ def list_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[str]:
 
 
 def scan_layout(
-    root: Path, *, source: str | None = None, include_launchers: bool = False
+    root: Path,
+    *,
+    source: str | None = None,
+    include_launchers: bool = False,
+    with_autotune: bool = False,
 ) -> ScanResult:
     """Scan ``root`` as the cache of a workload: a Triton cache, an Inductor
     cache directory (``triton/<i>/`` roots) or a vLLM tree (``…/rank_<r>_<dp>/
@@ -429,12 +484,18 @@ def scan_layout(
     _check_root(root)
     layout = select(detect(list_dirs(root), is_key), source, str(root))
     if not layout.nested:
-        return scan_cache(root, include_launchers=include_launchers)
+        return scan_cache(root, include_launchers=include_launchers, with_autotune=with_autotune)
     merged = ScanResult(root=Path(os.path.abspath(root)), layout=layout)
     seen: dict[str, KernelEntry] = {}
     for part in layout.roots:
-        sub = scan_cache(root / part.path, include_launchers=include_launchers)
+        sub = scan_cache(
+            root / part.path, include_launchers=include_launchers, with_autotune=with_autotune
+        )
         merged.skipped.extend(Skipped(f"{part.path}/{s.path}", s.reason) for s in sub.skipped)
+        for tuned in sub.autotune:
+            if tuned.key not in merged.autotune_sources:  # two ranks tuned the same
+                merged.autotune.append(tuned)
+                merged.autotune_sources[tuned.key] = sub.root
         for entry in sub.entries:
             first = seen.get(entry.key)
             if first is None:
@@ -450,4 +511,5 @@ def scan_layout(
                     )
                 )
     merged.entries.sort(key=lambda e: e.key)
+    merged.autotune.sort(key=lambda e: e.key)
     return merged

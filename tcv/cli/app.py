@@ -34,7 +34,8 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     Environment: TCV_GPUS (';'-separated SPECs, as --gpu), TCV_CUDA_DRIVER (as
     --cuda-driver), TCV_LOG_LEVEL, TRITON_CACHE_DIR and TRITON_HOME (DEST's default).
 
-    Exit status: 0 success; 1 extraction failed; 2 creation failed; 3 bad usage or
+    Exit status: 0 success; 1 extraction failed; 2 creation failed (also: --with-autotune
+    cannot tell the GPU model, pass --autotune-device NAME); 3 bad usage or
     configuration; 4 nothing in the image fits this host; 5 image not found,
     registry unreachable, or the image is not a Triton cache image (an
     application image: no cache.triton.image labels, and a command or an
@@ -130,6 +131,23 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         help="create: write the group files for a read-only mount of the image's "
         "io.triton.cache at PATH (Kubernetes ImageVolume, podman --mount type=image), "
         "so Triton hits it as it is",
+    )
+
+    with_autotune = cli.Flag(
+        ["--with-autotune"],
+        help="create: also pack Triton's autotuning results (<KEY>/*.autotune.json), "
+        "recording the GPU model they were measured on; extract installs them only "
+        "where a visible GPU is that model",
+    )
+    autotune_device = cli.SwitchAttr(
+        ["--autotune-device"],
+        str,
+        default=None,
+        argname="NAME",
+        requires=["--with-autotune"],
+        help="create: the GPU model the autotuning results were measured on, as the "
+        'driver names it ("NVIDIA H100 80GB HBM3"; default: this host\'s one GPU model — '
+        "exit 2 when there is none or several)",
     )
 
     @property

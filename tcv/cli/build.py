@@ -38,9 +38,16 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     File times in the layer and the image's creation time are
     $SOURCE_DATE_EPOCH, or 0 when unset.
 
-    Exit status: 0 built (and pushed); 2 the build or push failed; 3 bad usage
-    (missing DIR, invalid IMAGE, OUT not empty); 5 the registry could not be
-    reached on --push. Every failure is one line on stderr.
+    With --with-autotune Triton's autotuning results (<KEY>/*.autotune.json) are
+    packed too, and the GPU model they were measured on is recorded in the
+    cache.triton.image/autotune-device label: --autotune-device NAME, else the
+    one GPU model of this host (tcv -e installs them only where a visible GPU is
+    that model).
+
+    Exit status: 0 built (and pushed); 2 the build or push failed, or
+    --with-autotune cannot tell the GPU model (pass --autotune-device NAME); 3 bad
+    usage (missing DIR, invalid IMAGE, OUT not empty, a bad --autotune-device); 5
+    the registry could not be reached on --push. Every failure is one line on stderr.
     """
 
     PROGNAME = "tcv-build"
@@ -90,13 +97,30 @@ class TcvBuild(TcvApplication, RegistrySwitches):
         help="also pack the host-specific launcher/utils .so directories",
     )
 
+    with_autotune = cli.Flag(
+        ["--with-autotune"],
+        help="also pack the autotuning results (<KEY>/*.autotune.json) and record the "
+        "GPU model they were measured on",
+    )
+    autotune_device = cli.SwitchAttr(
+        ["--autotune-device"],
+        str,
+        default=None,
+        argname="NAME",
+        requires=["--with-autotune"],
+        help='the GPU model the results were measured on ("NVIDIA H100 80GB HBM3"; '
+        "default: this host's one GPU model, exit 2 when there is none or several)",
+    )
+
     def main(self, *args: str) -> int:
+        from tcv.autotune_pack import AutotuneRequest
         from tcv.create import create_image, write_build_context
         from tcv.errors import UsageError
 
         directories = [*args, *self.directories]
         if not directories:
             raise UsageError("tcv-build needs the Triton cache to pack", "pass DIR (or -d DIR)")
+        tuned = AutotuneRequest(self.autotune_device) if self.with_autotune else None
 
         if self.context_only:
             if str(self.image_format).lower() == "artifact":
@@ -109,6 +133,7 @@ class TcvBuild(TcvApplication, RegistrySwitches):
                 self.tag,
                 self.context_only,
                 include_launchers=self.include_launchers,
+                autotune=tuned,
             )
             print(
                 f"tcv-build: wrote {result.out} ({result.entries} kernels); "
@@ -125,6 +150,7 @@ class TcvBuild(TcvApplication, RegistrySwitches):
                 registry=self.registry_options(),
                 include_launchers=self.include_launchers,
                 split_by_target=self.split_by_target,
+                autotune=tuned,
             )
         print(built.digest)
         return 0

@@ -26,6 +26,7 @@ def render_human(result: Any) -> str:
     ]
     for t in result.targets:
         lines.append(f"target:  {t['target']} ({t['entries']} kernels) as {t['image']}")
+    lines.extend(autotune_lines(result))
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} non-kernel paths (tcv scan DIR says why)")
     if getattr(result, "mount_path", None):
@@ -39,7 +40,21 @@ def render_human(result: Any) -> str:
     return "\n".join(lines)
 
 
+def autotune_lines(result: Any) -> list[str]:
+    """What happened to the cache's autotuning results."""
+    from tcv.cache.scan import AUTOTUNE_HINT
+
+    tuned = getattr(result, "autotune", None)
+    if tuned is not None:
+        if not tuned["entries"]:
+            return ["autotune: none in the cache"]
+        return [f"autotune: {tuned['entries']} results, measured on {tuned['device']}"]
+    left = sum(1 for s in result.skipped if AUTOTUNE_HINT in s["reason"])
+    return [f"autotune: {left} results not packed ({AUTOTUNE_HINT})"] if left else []
+
+
 def run_create(app: Any) -> int:
+    from tcv.autotune_pack import AutotuneRequest
     from tcv.create import create_image
 
     if not app.image:
@@ -60,6 +75,7 @@ def run_create(app: Any) -> int:
             source=str(app.source).lower() if app.source else None,
             mount_path=app.mount_path,
             split_by_target=bool(app.split_by_target),
+            autotune=AutotuneRequest(app.autotune_device) if app.with_autotune else None,
         )
     print(render_json(result.to_json()) if app.json else render_human(result))
     return 0

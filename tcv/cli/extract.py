@@ -107,10 +107,28 @@ def render_report(report: ExtractReport, *, verbose: bool = False) -> str:
             f"  {d['dest']}{gpu}: {len(d['installed'])} installed, "
             f"{len(d['present'])} already present"
         )
+    lines.extend(autotune_lines(report.autotune))
     lines.append(f"{report.image} ({report.digest or 'no digest'}) -> {report.dest}: {counts}")
     if report.nothing_fits:
         lines.append("nothing in the image fits this host — see the reasons above")
     return "\n".join(lines)
+
+
+def autotune_lines(doc: dict[str, Any] | None) -> list[str]:
+    """The image's autotuning results: what was installed, and each skip reason once."""
+    if doc is None:
+        return []
+    device = doc.get("device") or "an unnamed GPU model"
+    lines = [
+        f"autotune: {len(doc['installed'])} installed, {len(doc['present'])} already present, "
+        f"{len(doc['skipped'])} skipped (measured on {device})"
+    ]
+    reasons: dict[str, int] = {}
+    for item in doc["skipped"]:
+        reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {n:>5}  {reason}")
+    return lines
 
 
 def _target_summary(report: ExtractReport) -> list[str]:

@@ -12,7 +12,9 @@ class Inspect(TcvApplication, JsonOption, RegistrySwitches):
     targets of its summary (backend, arch, warp size, Triton and PTX versions, kernel
     counts) — reading only its manifest and config, never a layer. A fleet image
     (an image index made by tcv -c --split-by-target) is described from the index
-    alone, one image per target; an OCI artifact from its manifest alone.
+    alone, one image per target; an OCI artifact from its manifest alone. An
+    image packed with --with-autotune shows the GPU model its autotuning results
+    were measured on and their count (the autotune row; "autotune" in --json).
 
     IMAGE is a registry reference (docker://, the default), containers-storage:NAME,
     oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE. Exit status 5 when the
@@ -63,8 +65,17 @@ def render_description(desc) -> str:
     if desc.kind != "image":
         what = f"image index of {len(desc.entries)} images" if desc.entries else desc.kind
         head.insert(1, ["kind", what])
+    from tcv.cache.autotune import LABEL_COUNT, LABEL_DEVICE, read_labels
+
+    recorded = read_labels(desc.labels)
+    if recorded is not None:
+        if recorded.problem:
+            head.append(["autotune", f"ignored: {recorded.problem}"])
+        else:
+            head.append(["autotune", f"{recorded.count} results, measured on {recorded.device}"])
     for name, value in sorted(desc.labels.items()):
-        if name != LABEL_SUMMARY:
+        # The autotune labels are shown validated above, never as the image wrote them.
+        if name not in (LABEL_SUMMARY, LABEL_DEVICE, LABEL_COUNT):
             head.append([name, value])
     lines = [render_table(["FIELD", "VALUE"], head), ""]
     if desc.targets is None:

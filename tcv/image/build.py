@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcv.cache.kernel import KernelEntry
 from tcv.cache.layout import Layout
@@ -42,6 +42,9 @@ from tcv.tools.registry import (
     registry_host,
 )
 
+if TYPE_CHECKING:
+    from tcv.autotune_pack import PackedAutotune
+
 
 @dataclass(frozen=True)
 class CreateTarget:
@@ -64,6 +67,8 @@ class CreateResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     layout: str | None = None  # where the kernels were found, for a nested layout
     mount_path: str | None = None
+    # --with-autotune: {"device", "entries"} of the results packed, else None.
+    autotune: dict[str, Any] | None = None
     # A fleet image (--split-by-target): one {"target", "image", "entries"} per entry.
     targets: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "image"  # "image", "index" or "artifact"
@@ -83,6 +88,8 @@ class CreateResult:
             doc["kind"] = self.kind
         if self.targets:
             doc["targets"] = list(self.targets)
+        if self.autotune is not None:
+            doc["autotune"] = dict(self.autotune)
         return doc
 
 
@@ -105,6 +112,7 @@ class PackedCaches:
     layout: Layout | None = None  # a nested layout found in the (first) cache
     layout_text: str | None = None
     mount_path: str | None = None
+    tuned: PackedAutotune | None = None  # --with-autotune, when the caches hold results
 
     @property
     def entries(self) -> list[KernelEntry]:
@@ -117,6 +125,8 @@ class PackedCaches:
             labels[LABEL_LAYOUT] = self.layout.label()
         if self.mount_path is not None:
             labels[LABEL_MOUNT_PATH] = self.mount_path
+        if self.tuned is not None:
+            labels.update(self.tuned.labels(labels))
         return labels
 
     def members(self, entries: Sequence[KernelEntry] | None = None) -> list[Member]:
@@ -124,14 +134,19 @@ class PackedCaches:
         chosen = self.entries if entries is None else list(entries)
         # source_root records where the cache came from (docs/spec.md §3); it lives in
         # the manifest, never as a path inside the tar.
-        manifest = manifest_json(build_manifest(chosen, self.source))
+        doc = build_manifest(chosen, self.source)
+        roots = self.merged.roots
+        if self.tuned is not None:
+            doc.update(self.tuned.manifest())
+            chosen = chosen + self.tuned.as_entries()
+            roots = {**roots, **self.tuned.roots}
         return plan_layer(
             Path("."),
             chosen,
-            manifest,
+            manifest_json(doc),
             cache_dir=CACHE_DIR,
             manifest_path=MANIFEST_PATH,
-            roots=self.merged.roots,
+            roots=roots,
             contents=self.contents,
         )
 

@@ -77,6 +77,11 @@ class ImageDescription:
         }
         if self.kind != "image":
             doc["kind"] = self.kind
+        from tcv.cache.autotune import read_labels
+
+        recorded = read_labels(self.labels)
+        if recorded is not None:
+            doc["autotune"] = recorded.to_json()
         if self.entries:
             doc["manifests"] = [
                 {"digest": e.digest, "annotations": dict(e.labels), "summary": e.summary}

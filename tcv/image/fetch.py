@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcv.cache.kernel import KernelEntry
 from tcv.errors import ExtractError, TcvError
@@ -32,6 +32,9 @@ from tcv.progress import DirWatcher, Progress
 from tcv.tools import skopeo
 from tcv.tools.registry import RegistryOptions
 
+if TYPE_CHECKING:
+    from tcv.autotune_install import TunedImage
+
 
 @dataclass
 class FetchedImage:
@@ -48,6 +51,7 @@ class FetchedImage:
     cache_root: Path
     skipped: list[tuple[str, str]] = field(default_factory=list)
     description: ImageDescription | None = None
+    autotune: TunedImage | None = None  # its autotuning results (tcv.autotune_install)
 
 
 # An image without the cache-size-bytes label (the Go tools' images) is still
@@ -127,7 +131,10 @@ def fetch_image(
     progress.finish()
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
-    return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc)
+    from tcv.autotune_install import resolve_autotune
+
+    tuned, skipped = resolve_autotune(unpacked, labels, skipped)
+    return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc, tuned)
 
 
 def fetch_images(

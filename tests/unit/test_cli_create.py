@@ -10,6 +10,7 @@ import pytest
 from tcv.cli.app import Tcv
 from tcv.cli.options import registry_options
 from tcv.errors import EXIT_CREATE, EXIT_USAGE
+from tests.unit.test_autotune import H100, write_results
 
 ID = "ab" * 32
 DIGEST = "sha256:" + "cd" * 32
@@ -141,3 +142,54 @@ def test_skipped_paths_are_counted(buildah_ok, caches_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "skipped: 2 non-kernel paths" in out
+
+
+def test_with_autotune_packs_results_for_the_named_device(buildah_ok, caches_dir, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    shutil.copytree(caches_dir / "triton-3.9", cache)
+    write_results(cache)
+    image = "quay.io/example/tuned"
+    argv = ["tcv", "-c", "-i", image, "-d", str(cache), "--with-autotune"]
+    _, code = Tcv.run([*argv, "--autotune-device", H100, "--json"], exit=False)
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["autotune"] == {"device": H100, "entries": 1}
+    labels = [c for c in buildah_ok.calls if "config" in [str(a) for a in c]]
+    text = " ".join(str(a) for a in labels[-1])
+    assert f"cache.triton.image/autotune-device={H100}" in text
+    assert "cache.triton.image/autotune-count=1" in text
+
+
+def test_without_the_switch_the_summary_says_results_were_left_out(
+    buildah_ok, caches_dir, tmp_path, capsys
+):
+    cache = tmp_path / "cache"
+    shutil.copytree(caches_dir / "triton-3.9", cache)
+    write_results(cache)
+    _, code = Tcv.run(["tcv", "-c", "-i", "quay.io/example/t", "-d", str(cache)], exit=False)
+    assert code == 0
+    assert "autotune: 1 results not packed (--with-autotune packs them)" in capsys.readouterr().out
+
+
+def test_with_autotune_and_no_known_device_is_exit_2(
+    buildah_ok, caches_dir, tmp_path, capsys, monkeypatch
+):
+    from tcv import autotune_pack
+    from tcv.gpu.model import HostGpus
+
+    monkeypatch.setattr(autotune_pack, "_detect", lambda: HostGpus())
+    cache = tmp_path / "cache"
+    shutil.copytree(caches_dir / "triton-3.9", cache)
+    write_results(cache)
+    argv = ["tcv", "-c", "-i", "quay.io/example/t", "-d", str(cache), "--with-autotune"]
+    _, code = Tcv.run(argv, exit=False)
+    assert code == EXIT_CREATE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "cannot tell which GPU model" in err and "pass --autotune-device" in err
+
+
+def test_autotune_device_needs_the_switch(caches_dir, capsys):
+    argv = ["tcv", "-c", "-i", "quay.io/example/t", "-d", str(caches_dir / "triton-3.9")]
+    _, code = Tcv.run([*argv, "--autotune-device", H100], exit=False)
+    assert code == EXIT_USAGE
+    assert "missing ['with-autotune']" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """One cache entry's metadata, in every shape Triton has written (docs/spec.md §4).
 
 Pure functions over names, decoded JSON and text; the scanner in
-``tcv/cache.py`` does the reading. The shapes, oldest last:
+``tcv/cache/scan.py`` does the reading. The shapes, oldest last:
 
 - 3.x: ``"target": {"backend": "cuda", "arch": 90, "warp_size": 32}`` (arch is
   an int for CUDA, a string for HIP); ``triton_version`` from 3.3;

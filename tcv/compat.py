@@ -146,10 +146,6 @@ class CheckResult:
         """Keys of the kernels that fit GPU ``gpu_index``."""
         return [v.key for v in self.verdicts if gpu_index in v.gpus]
 
-    def unmatched(self, gpu_index: int) -> list[str]:
-        """Keys of the kernels that do not fit GPU ``gpu_index`` (they may fit another)."""
-        return [v.key for v in self.verdicts if gpu_index not in v.gpus]
-
 
 @dataclass(frozen=True)
 class _Kernel:

@@ -7,7 +7,13 @@ from pathlib import Path
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication
-from tcv.cli.options import JsonOption
+from tcv.cli.options import (
+    JsonOption,
+    cuda_driver_switch,
+    gpu_switch,
+    signature_policy_switch,
+    tls_verify_switch,
+)
 from tcv.errors import UsageError
 
 
@@ -40,21 +46,13 @@ class Hook(TcvApplication):
 class _HookConfigOptions(cli.Application):
     """Switches that go into the hook's environment in the hooks.d JSON."""
 
-    gpu_specs = cli.SwitchAttr(
-        ["--gpu"],
-        str,
-        list=True,
-        argname="SPEC",
-        help="inject for this accelerator instead of detecting the host's: cuda:90, "
+    gpu_specs = gpu_switch(
+        "inject for this accelerator instead of detecting the host's: cuda:90, "
         "cuda:90:32, hip:gfx942, hip:gfx1100:32 (repeatable; written as TCV_GPUS into the "
-        "hook's environment — the hook never sees the caller's environment)",
+        "hook's environment — the hook never sees the caller's environment)"
     )
-    cuda_driver = cli.SwitchAttr(
-        ["--cuda-driver"],
-        str,
-        argname="X.Y|DRIVER",
-        default=None,
-        help="CUDA version the host driver supports, for the PTX rule (TCV_CUDA_DRIVER)",
+    cuda_driver = cuda_driver_switch(
+        "CUDA version the host driver supports, for the PTX rule (TCV_CUDA_DRIVER)"
     )
     store = cli.SwitchAttr(
         ["--store"],
@@ -78,12 +76,8 @@ class _HookConfigOptions(cli.Application):
         help="fetch the cache image from its registry when it is not in local storage "
         "(missing, the default) or never",
     )
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default=None,
-        argname="BOOL",
-        help="require HTTPS and valid certificates when the hook pulls (default true)",
+    tls_verify = tls_verify_switch(
+        "require HTTPS and valid certificates when the hook pulls (default true)", default=None
     )
     store_max = cli.SwitchAttr(
         ["--store-max-size"],
@@ -93,14 +87,10 @@ class _HookConfigOptions(cli.Application):
         help="keep the store under SIZE (e.g. 20G): after a start, the least recently "
         "used images and views no running container uses are removed (TCV_HOOK_STORE_MAX)",
     )
-    signature_policy = cli.SwitchAttr(
-        ["--signature-policy"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="the trust policy (policy.json) the hook's image copies must satisfy, "
+    signature_policy = signature_policy_switch(
+        "the trust policy (policy.json) the hook's image copies must satisfy, "
         "containers-storage: sources included (TCV_HOOK_SIGNATURE_POLICY; default the "
-        "containers policy)",
+        "containers policy)"
     )
     timeout = cli.SwitchAttr(
         ["--timeout"],

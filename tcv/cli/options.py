@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plumbum import cli
 
@@ -20,27 +20,48 @@ class JsonOption:
     )
 
 
+# Switches that more than one command takes, spelled once; each command says
+# in its own words what the switch does there (``tcv hook install`` writes them
+# into the hook's environment instead of using them).
+
+
+def gpu_switch(help: str) -> Any:
+    return cli.SwitchAttr(["--gpu"], str, list=True, argname="SPEC", help=help)
+
+
+def cuda_driver_switch(help: str) -> Any:
+    return cli.SwitchAttr(["--cuda-driver"], str, argname="X.Y|DRIVER", default=None, help=help)
+
+
+def tls_verify_switch(help: str, default: str | None) -> Any:
+    return cli.SwitchAttr(
+        ["--tls-verify"],
+        cli.Set("true", "false", case_sensitive=False),
+        default=default,
+        argname="BOOL",
+        help=help,
+    )
+
+
+def signature_policy_switch(help: str) -> Any:
+    return cli.SwitchAttr(
+        ["--signature-policy"], cli.ExistingFile, default=None, argname="FILE", help=help
+    )
+
+
 class GpuOptions:
     """``--gpu SPEC`` (repeatable), ``--cuda-driver``, ``--triton-version``.
 
     ``$TCV_GPUS`` (``;``-separated SPECs) applies when no ``--gpu`` is given.
     """
 
-    gpu_specs = cli.SwitchAttr(
-        ["--gpu"],
-        str,
-        list=True,
-        argname="SPEC",
-        help="use this accelerator instead of detecting: cuda:90, cuda:90:32, hip:gfx942, "
-        "hip:gfx1100:32 (repeatable; default $TCV_GPUS)",
+    gpu_specs = gpu_switch(
+        "use this accelerator instead of detecting: cuda:90, cuda:90:32, hip:gfx942, "
+        "hip:gfx1100:32 (repeatable; default $TCV_GPUS)"
     )
-    cuda_driver = cli.SwitchAttr(
-        ["--cuda-driver"],
-        str,
-        argname="X.Y|DRIVER",
-        default=None,
-        help="CUDA version the host driver supports (12.4), or the driver release nvidia-smi "
-        "prints (550.54.15), for the PTX rule (default: from the driver; $TCV_CUDA_DRIVER)",
+    cuda_driver = cuda_driver_switch(
+        "CUDA version the host driver supports (12.4), or the driver release nvidia-smi "
+        "prints (550.54.15), for the PTX rule (default: from the driver; $TCV_CUDA_DRIVER)"
     )
     triton_version = cli.SwitchAttr(
         ["--triton-version"],
@@ -63,13 +84,10 @@ class RegistrySwitches(_Switches):
     """``--tls-verify``, ``--cert-dir``, ``--authfile``, ``--creds``, ``--retry-times``:
     how to talk to registries, spelled as skopeo and podman spell them."""
 
-    tls_verify = cli.SwitchAttr(
-        ["--tls-verify"],
-        cli.Set("true", "false", case_sensitive=False),
-        default="true",
-        argname="BOOL",
-        help="require HTTPS and valid certificates when talking to registries (false only "
+    tls_verify = tls_verify_switch(
+        "require HTTPS and valid certificates when talking to registries (false only "
         "for a plain-HTTP registry you trust)",
+        default="true",
     )
     cert_dir = cli.SwitchAttr(
         ["--cert-dir"],
@@ -102,14 +120,10 @@ class RegistrySwitches(_Switches):
         help="retry a failed registry request up to N times (default: the tool's own)",
     )
 
-    signature_policy = cli.SwitchAttr(
-        ["--signature-policy"],
-        cli.ExistingFile,
-        default=None,
-        argname="FILE",
-        help="the containers trust policy (policy.json) images must satisfy; skopeo "
+    signature_policy = signature_policy_switch(
+        "the containers trust policy (policy.json) images must satisfy; skopeo "
         "verifies signatures on the pull (default: ~/.config/containers/policy.json for "
-        "a user, else /etc/containers/policy.json)",
+        "a user, else /etc/containers/policy.json)"
     )
 
     def registry_options(self) -> RegistryOptions:

@@ -331,6 +331,8 @@ def write_build_context(
     include_launchers: bool = False,
     timestamp: int | None = None,
     autotune: AutotuneRequest | None = None,
+    source: str | None = None,
+    mount_path: str | None = None,
 ) -> ContextResult:
     """``tcv-build --context-only``: the same layer and labels as
     :func:`create_image`, written as a Containerfile build context."""
@@ -339,9 +341,15 @@ def write_build_context(
     target = resolve_target(image, push=False)
     if autotune is not None:
         check_request(autotune, "oci", False)
+    if mount_path is not None:
+        mount_path = check_mount_path(mount_path)
     mtime = source_date_epoch() if timestamp is None else timestamp
     packed = pack_caches(
-        cache_dirs(cache_dir), include_launchers=include_launchers, autotune=autotune
+        cache_dirs(cache_dir),
+        include_launchers=include_launchers,
+        autotune=autotune,
+        source=source,
+        mount_path=mount_path,
     )
     labels = packed.labels(packed.entries, target.title)
     path = write_context(Path(out), packed.members(), labels, image=target.local, mtime=mtime)

@@ -14,7 +14,15 @@ from __future__ import annotations
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication
-from tcv.cli.options import GpuOptions, JsonOption, RegistrySwitches
+from tcv.cli.options import (
+    LAYOUT_HELP,
+    MOUNT_PATH_HELP,
+    GpuOptions,
+    JsonOption,
+    RegistrySwitches,
+    layout_switch,
+    mount_path_switch,
+)
 from tcv.errors import UsageError
 
 
@@ -114,24 +122,8 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
         ["--include-launchers"],
         help="create: also pack the host-specific launcher/utils .so directories",
     )
-    source = cli.SwitchAttr(
-        ["--from"],
-        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
-        default=None,
-        argname="LAYOUT",
-        help="create: the layout of DIR — a Triton cache (DIR/<KEY>/), an Inductor cache "
-        "directory (DIR/triton/<device>/<KEY>/) or a vLLM cache tree "
-        "(…/rank_<r>_<dp>/triton_cache/<KEY>/); default: detect it",
-    )
-    mount_path = cli.SwitchAttr(
-        ["--mount-path"],
-        str,
-        default=None,
-        argname="PATH",
-        help="create: write the group files for a read-only mount of the image's "
-        "io.triton.cache at PATH (Kubernetes ImageVolume, podman --mount type=image), "
-        "so Triton hits it as it is",
-    )
+    source = layout_switch("create: " + LAYOUT_HELP)
+    mount_path = mount_path_switch("create: " + MOUNT_PATH_HELP)
 
     with_autotune = cli.Flag(
         ["--with-autotune"],

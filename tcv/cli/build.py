@@ -7,7 +7,13 @@ import sys
 from plumbum import cli
 
 from tcv.cli.base import TcvApplication, sigterm_as_interrupt
-from tcv.cli.options import RegistrySwitches
+from tcv.cli.options import (
+    LAYOUT_HELP,
+    MOUNT_PATH_HELP,
+    RegistrySwitches,
+    layout_switch,
+    mount_path_switch,
+)
 
 
 class TcvBuild(TcvApplication, RegistrySwitches):
@@ -33,6 +39,10 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     all under one OCI image index whose entries carry the target in the
     cache.triton.image/target annotation: each host then downloads only its
     own kernels. --format artifact makes an OCI 1.1 artifact instead.
+
+    --from LAYOUT and --mount-path PATH work as for tcv -c: the layout of DIR
+    (Triton, Inductor or vLLM; detected by default) is recorded for tcv -e --for,
+    and with --mount-path the group files name PATH/<KEY>/ for a read-only mount.
 
     The layer is reproducible: the same cache gives the same layer digest.
     File times in the layer and the image's creation time are
@@ -96,6 +106,8 @@ class TcvBuild(TcvApplication, RegistrySwitches):
         ["--include-launchers"],
         help="also pack the host-specific launcher/utils .so directories",
     )
+    source = layout_switch(LAYOUT_HELP)
+    mount_path = mount_path_switch(MOUNT_PATH_HELP)
 
     with_autotune = cli.Flag(
         ["--with-autotune"],
@@ -134,6 +146,8 @@ class TcvBuild(TcvApplication, RegistrySwitches):
                 self.context_only,
                 include_launchers=self.include_launchers,
                 autotune=tuned,
+                source=self.layout(),
+                mount_path=self.mount_path,
             )
             print(
                 f"tcv-build: wrote {result.out} ({result.entries} kernels); "
@@ -151,9 +165,14 @@ class TcvBuild(TcvApplication, RegistrySwitches):
                 include_launchers=self.include_launchers,
                 split_by_target=self.split_by_target,
                 autotune=tuned,
+                source=self.layout(),
+                mount_path=self.mount_path,
             )
         print(built.digest)
         return 0
+
+    def layout(self) -> str | None:
+        return str(self.source).lower() if self.source else None
 
 
 def main() -> None:

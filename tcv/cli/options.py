@@ -49,6 +49,32 @@ def signature_policy_switch(help: str) -> Any:
     )
 
 
+LAYOUT_HELP = (
+    "the layout of DIR — a Triton cache (DIR/<KEY>/), an Inductor cache "
+    "directory (DIR/triton/<device>/<KEY>/) or a vLLM cache tree "
+    "(…/rank_<r>_<dp>/triton_cache/<KEY>/); default: detect it"
+)
+MOUNT_PATH_HELP = (
+    "write the group files for a read-only mount of the image's "
+    "io.triton.cache at PATH (Kubernetes ImageVolume, podman --mount type=image), "
+    "so Triton hits it as it is"
+)
+
+
+def layout_switch(help: str) -> Any:
+    return cli.SwitchAttr(
+        ["--from"],
+        cli.Set("triton", "inductor", "vllm", case_sensitive=False),
+        default=None,
+        argname="LAYOUT",
+        help=help,
+    )
+
+
+def mount_path_switch(help: str) -> Any:
+    return cli.SwitchAttr(["--mount-path"], str, default=None, argname="PATH", help=help)
+
+
 class GpuOptions:
     """``--gpu SPEC`` (repeatable), ``--cuda-driver``, ``--triton-version``.
 

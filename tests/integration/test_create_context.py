@@ -159,3 +159,34 @@ def test_build_push_prints_the_registry_digest(registry, caches_dir, tmp_path, r
         "mounts": [],
         "staging": [],
     }
+
+
+def test_tcv_build_takes_from_and_mount_path_as_tcv_c_does(caches_dir, tmp_path, refs):
+    """--from and --mount-path make the same image through tcv-build, its
+    --context-only build context and tcv -c: the same labels, the same layer."""
+    cache = caches_dir / "triton-3.9"
+    tag = uuid.uuid4().hex[:8]
+    via_build, via_create = f"localhost/tcv-it/mnt:{tag}", f"localhost/tcv-it/mnt:{tag}-c"
+    refs += [via_build, via_create]
+    env = {**os.environ, "TCV_STAGING_ROOT": str(tmp_path)}
+    shared = ["--from", "triton", "--mount-path", "/triton-cache"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    run(str(BIN / "tcv-build"), str(cache), "-t", via_build, *shared)
+    run(str(BIN / "tcv"), "-c", "-i", via_create, "-d", str(cache), *shared)
+    out = tmp_path / "context"
+    run(str(BIN / "tcv-build"), str(cache), "-t", via_build, "--context-only", str(out), *shared)
+    (_, c1), (_, c2) = inspect_local(via_build), inspect_local(via_create)
+    labels = c1["config"]["Labels"]
+    assert labels["cache.triton.image/mount-path"] == "/triton-cache"
+    assert labels == c2["config"]["Labels"]
+    assert c1["rootfs"]["diff_ids"] == c2["rootfs"]["diff_ids"]
+    assert '"cache.triton.image/mount-path"="/triton-cache"' in (out / "Containerfile").read_text()
+    groups = [json.loads(p.read_text()) for p in out.glob("rootfs/io.triton.cache/*/__grp__*")]
+    assert groups and all(
+        path.startswith("/triton-cache/") for g in groups for path in g["child_paths"].values()
+    )

@@ -8,6 +8,10 @@ file and no file the manifest does not list, regular files only
 (:mod:`tcv.cache.kernelcheck`), and each file's JSON as Triton reads it. The
 install is the kernels' own (:func:`tcv.install.install_kernels`: atomic,
 locked, never through a symlink in DEST).
+
+Inductor's ``*.best_config`` files (:mod:`tcv.bestconfig_install`) follow the
+same device rule, and go only into the Inductor cache directory of
+``--for inductor``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv.cache import autotune
+from tcv.bestconfig_install import BestConfigFile, install_best_configs, resolve_best_configs
+from tcv.cache import autotune, bestconfig
 from tcv.cache.autotune import AutotuneEntry
 from tcv.errors import ExtractError
 from tcv.gpu.model import HostGpus
@@ -42,6 +47,8 @@ class TunedImage:
     cache_root: Path
     entries: list[AutotuneEntry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Inductor's best_config files safe to install (the others are in skipped).
+    best_configs: list[BestConfigFile] = field(default_factory=list)
 
 
 def _real(path: Path, test: Any) -> bool:
@@ -123,12 +130,19 @@ def resolve_autotune(
     recorded = autotune.read_labels(labels)
     if recorded is None:
         return None, skipped
+    manifest = _load_manifest(unpacked.root)
     try:
-        entries = autotune.parse_section(_load_manifest(unpacked.root))
+        entries = autotune.parse_section(manifest)
     except autotune.SectionError as err:
         raise ExtractError(str(err), "the image is damaged: rebuild it with tcv -c") from None
     tuned = TunedImage(recorded.device, unpacked.cache_root)
-    keys = {e.key for e in entries}
+    best, best_skipped, listed = resolve_best_configs(unpacked, manifest)
+    tuned.skipped += best_skipped
+    if tuned.device is None:
+        tuned.skipped += [(f.ident, BAD_LABEL) for f in best]
+    else:
+        tuned.best_configs = best
+    keys = {e.key for e in entries} | ({bestconfig.TREE} if listed else set())
     rest = [(k, r) for k, r in skipped if not (k in keys and r == NOT_LISTED)]
     for entry in entries:
         directory = unpacked.cache_root / entry.key
@@ -166,9 +180,12 @@ def install_autotune(
     *,
     force: bool = False,
     into: dict[str, Any] | None = None,
+    inductor_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Install ``tuned`` into each placement that has a GPU of its model; the
-    ``autotune`` document of ``tcv -e --json`` (``into``, when given, is added to)."""
+    """Install ``tuned`` into each placement that has a GPU of its model, its
+    best_config files into ``inductor_dir`` (``--for inductor``; None: skipped)
+    when a GPU of the host is that model; the ``autotune`` document of ``tcv -e
+    --json`` (``into``, when given, is added to)."""
     from tcv.install import install_kernels
 
     doc = into if into is not None else {}
@@ -200,7 +217,27 @@ def install_autotune(
         if not targets:
             reason = reasons[0] if reasons else "no directory to install into"
             skipped += [{"key": k, "reason": reason} for k in keys]
+    if tuned.best_configs and tuned.device is not None:
+        why = _best_config_gate(tuned.device, host, inductor_dir)
+        if why is not None:
+            skipped += [{"key": f.ident, "reason": why} for f in tuned.best_configs]
+        elif inductor_dir is not None:
+            done = install_best_configs(
+                tuned.cache_root, tuned.best_configs, inductor_dir, force=force
+            )
+            installed.update(done.installed)
+            present.update(done.present)
+            skipped += [{"key": k, "reason": r} for k, r in done.skipped]
     doc["installed"] = sorted(installed)
     doc["present"] = sorted(present)
     doc["skipped"] = skipped
     return doc
+
+
+def _best_config_gate(device: str, host: HostGpus | None, inductor_dir: Path | None) -> str | None:
+    """Why the best_config files are not installed, or None (the Triton results' rule)."""
+    if inductor_dir is None:
+        return bestconfig.SKIP_WORKLOAD
+    if host is None:
+        return autotune.NO_GPU_CHECK
+    return autotune.mismatch(device, host.gpus)

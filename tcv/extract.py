@@ -89,11 +89,13 @@ def extract_image(
     max_size: int | None = None,
     progress: Progress | None = None,
     placements: Callable[[ImageDescription], list[Placement]] | None = None,
+    inductor_dir: Path | None = None,
 ) -> ExtractReport:
     """The whole of ``tcv -e``. ``host`` None installs every kernel (``--no-gpu-check``).
 
     ``placements`` (``--for``): the directories to install into, decided from
     the image's labels before any layer is pulled; default: DEST alone.
+    ``inductor_dir`` (``--for inductor``): where Inductor's best_config files go.
 
     Raises :class:`IncompatibleError` when the preflight finds nothing that fits;
     a report where nothing fits per kernel is returned (the CLI exits 4).
@@ -132,7 +134,12 @@ def extract_image(
                 from tcv.autotune_install import install_autotune
 
                 report.autotune = install_autotune(
-                    fetched.autotune, planned, host, force=force, into=report.autotune
+                    fetched.autotune,
+                    planned,
+                    host,
+                    force=force,
+                    into=report.autotune,
+                    inductor_dir=inductor_dir,
                 )
     return report
 

@@ -53,6 +53,7 @@ def run_extract(app: Any) -> int:
             max_size=app.max_size,
             progress=for_output(bool(app.json)),
             placements=None if workload == "triton" else _planner(workload, dest, host),
+            inductor_dir=dest if workload == "inductor" else None,
         )
     if app.json:
         print(render_json(report.to_json()))

@@ -136,10 +136,12 @@ class PackedCaches:
         # the manifest, never as a path inside the tar.
         doc = build_manifest(chosen, self.source)
         roots = self.merged.roots
+        contents = self.contents
         if self.tuned is not None:
             doc.update(self.tuned.manifest())
             chosen = chosen + self.tuned.as_entries()
             roots = {**roots, **self.tuned.roots}
+            contents = {**contents, **self.tuned.contents}
         return plan_layer(
             Path("."),
             chosen,
@@ -147,7 +149,7 @@ class PackedCaches:
             cache_dir=CACHE_DIR,
             manifest_path=MANIFEST_PATH,
             roots=roots,
-            contents=self.contents,
+            contents=contents,
         )
 
 

@@ -140,6 +140,13 @@ def _open_subdir(base_fd: int, name: str) -> int:
     return os.open(name, _NOFOLLOW_DIR, dir_fd=base_fd)
 
 
+def _is_link(dfd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dfd).st_mode)
+    except OSError:
+        return False
+
+
 def _existing(dfd: int, name: str) -> bytes | None:
     """The bytes of ``name`` in ``dfd`` (b"" for something that is not a small
     regular file: never equal to a best_config), or None when absent."""
@@ -200,7 +207,7 @@ def install_best_configs(
             except OSError as err:
                 why = (
                     "is a symlink, not followed"
-                    if err.errno == errno.ELOOP
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(base_fd, f.subdir)
                     else f"cannot be opened ({err.strerror})"
                 )
                 out.skipped.append((f.ident, f"{base}/{f.subdir} {why}: not installed"))

@@ -127,9 +127,10 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
 
     with_autotune = cli.Flag(
         ["--with-autotune"],
-        help="create: also pack Triton's autotuning results (<KEY>/*.autotune.json), "
-        "recording the GPU model they were measured on; extract installs them only "
-        "where a visible GPU is that model",
+        help="create: also pack Triton's autotuning results (<KEY>/*.autotune.json) and "
+        "an Inductor cache's <xx>/*.best_config, recording the GPU model they were "
+        "measured on; extract installs them only where a visible GPU is that model "
+        "(best_configs with --for inductor)",
     )
     autotune_device = cli.SwitchAttr(
         ["--autotune-device"],

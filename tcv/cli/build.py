@@ -48,11 +48,11 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     File times in the layer and the image's creation time are
     $SOURCE_DATE_EPOCH, or 0 when unset.
 
-    With --with-autotune Triton's autotuning results (<KEY>/*.autotune.json) are
-    packed too, and the GPU model they were measured on is recorded in the
-    cache.triton.image/autotune-device label: --autotune-device NAME, else the
-    one GPU model of this host (tcv -e installs them only where a visible GPU is
-    that model).
+    With --with-autotune Triton's autotuning results (<KEY>/*.autotune.json), and
+    an Inductor cache's <xx>/*.best_config, are packed too, and the GPU model
+    they were measured on is recorded in the cache.triton.image/autotune-device
+    label: --autotune-device NAME, else the one GPU model of this host (tcv -e
+    installs them only where a visible GPU is that model).
 
     Exit status: 0 built (and pushed); 2 the build or push failed, or
     --with-autotune cannot tell the GPU model (pass --autotune-device NAME); 3 bad
@@ -111,8 +111,8 @@ class TcvBuild(TcvApplication, RegistrySwitches):
 
     with_autotune = cli.Flag(
         ["--with-autotune"],
-        help="also pack the autotuning results (<KEY>/*.autotune.json) and record the "
-        "GPU model they were measured on",
+        help="also pack the autotuning results (<KEY>/*.autotune.json, and an Inductor "
+        "cache's <xx>/*.best_config) and record the GPU model they were measured on",
     )
     autotune_device = cli.SwitchAttr(
         ["--autotune-device"],

@@ -46,9 +46,10 @@ def autotune_lines(result: Any) -> list[str]:
 
     tuned = getattr(result, "autotune", None)
     if tuned is not None:
+        skipped = [f"  skipped {s['path']}: {s['reason']}" for s in tuned.get("skipped", [])]
         if not tuned["entries"]:
-            return ["autotune: none in the cache"]
-        return [f"autotune: {tuned['entries']} results, measured on {tuned['device']}"]
+            return ["autotune: none in the cache", *skipped]
+        return [f"autotune: {tuned['entries']} results, measured on {tuned['device']}", *skipped]
     left = sum(1 for s in result.skipped if AUTOTUNE_HINT in s["reason"])
     return [f"autotune: {left} results not packed ({AUTOTUNE_HINT})"] if left else []
 

@@ -353,3 +353,18 @@ def test_install_autotune_gates_them_like_the_triton_results(tmp_path, host, for
         assert doc["installed"] == []
         assert doc["skipped"] == [{"key": f"{SUB}/{NAME}", "reason": reason}]
         assert not (base / SUB).exists()
+
+
+def test_create_summary_lists_the_skipped_best_configs():
+    from types import SimpleNamespace
+
+    from tcv.cli.create import autotune_lines
+
+    skipped = [{"path": f"{SUB}/big.best_config", "reason": "is larger than 65536 bytes"}]
+    result = SimpleNamespace(autotune={"device": H100, "entries": 2, "skipped": skipped})
+    assert autotune_lines(result) == [
+        f"autotune: 2 results, measured on {H100}",
+        f"  skipped {SUB}/big.best_config: is larger than 65536 bytes",
+    ]
+    result = SimpleNamespace(autotune={"device": None, "entries": 0, "skipped": skipped})
+    assert autotune_lines(result)[0] == "autotune: none in the cache"

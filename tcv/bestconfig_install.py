@@ -20,11 +20,11 @@ import contextlib
 import errno
 import os
 import stat
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcv import fs
 from tcv.bestconfig_pack import file_problem
 from tcv.cache import autotune, bestconfig
 from tcv.errors import ExtractError
@@ -164,24 +164,6 @@ def _existing(dfd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _write(dfd: int, name: str, data: bytes) -> None:
-    tmp = f"{name}.tmp.pid_{os.getpid()}_{uuid.uuid4().hex}"
-    fd = os.open(tmp, _NEW, 0o644, dir_fd=dfd)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, 0o644)
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
-
-
 def install_best_configs(
     cache_root: Path, files: Iterable[BestConfigFile], base: Path, *, force: bool = False
 ) -> Installed:
@@ -220,7 +202,7 @@ def install_best_configs(
                 if old is not None and not force:
                     out.skipped.append((f.ident, bestconfig.DIFFERING))
                     continue
-                _write(dfd, f.name, data)
+                fs.write_atomic(f.name, data, dir_fd=dfd)
                 out.installed.append(f.ident)
             except OSError as err:
                 raise ExtractError(

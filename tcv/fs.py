@@ -89,15 +89,19 @@ def write_atomic(
     *,
     mode: int = 0o644,
     fsync: bool = False,
+    dir_fd: int | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old file or the
     new one, never part of either; ``fsync`` makes the new bytes durable
-    before the rename. A failure leaves no temporary file behind."""
+    before the rename. ``dir_fd``: ``path`` is a name in that directory (the
+    walk to it was made without following links). A failure leaves no
+    temporary file behind."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
     tmp = path.with_name(f"{path.name}.tmp.pid_{os.getpid()}_{uuid.uuid4().hex}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
         try:
             view = memoryview(raw)
             while view:
@@ -107,8 +111,8 @@ def write_atomic(
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise

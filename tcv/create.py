@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tcv.autotune_pack import AutotuneRequest, check_request, pack_autotune
+from tcv.autotune.pack import AutotuneRequest, check_request, pack_autotune
 from tcv.cache.kernel import FileInfo, KernelEntry
 from tcv.cache.merge import merge_scans, source_root
 from tcv.cache.metadata import group_filenames
@@ -148,7 +148,7 @@ def pack_caches(
 ) -> PackedCaches:
     """Scan every cache (each refused alone when it is unusable) and merge them;
     with ``mount_path``, the group files rewritten for that mount point; with
-    ``autotune``, their autotuning results too (:mod:`tcv.autotune_pack`)."""
+    ``autotune``, their autotuning results too (:mod:`tcv.autotune.pack`)."""
     scans = [
         (
             d,
@@ -202,7 +202,7 @@ def create_image(
     files for a read-only mount of the image's cache tree at that path, as they
     are (docs/spec.md §4 relocation done at build time). ``autotune``
     (``--with-autotune``): pack the autotuning results too, for the GPU model
-    it names or detects (:mod:`tcv.autotune_pack`)."""
+    it names or detects (:mod:`tcv.autotune.pack`)."""
     formats = (*buildah.FORMATS, "artifact")
     if image_format not in formats:
         raise UsageError(

@@ -131,7 +131,7 @@ def extract_image(
                     report.skipped.append((e.key, "not a Triton cache key: refusing to install it"))
             _install(report, fetched.cache_root, candidates, planned, host, triton_version, force)
             if fetched.autotune is not None:
-                from tcv.autotune_install import install_autotune
+                from tcv.autotune.install import install_autotune
 
                 report.autotune = install_autotune(
                     fetched.autotune,

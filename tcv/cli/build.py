@@ -125,7 +125,7 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     )
 
     def main(self, *args: str) -> int:
-        from tcv.autotune_pack import AutotuneRequest
+        from tcv.autotune.pack import AutotuneRequest
         from tcv.create import create_image, write_build_context
         from tcv.errors import UsageError
 

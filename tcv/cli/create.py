@@ -55,7 +55,7 @@ def autotune_lines(result: Any) -> list[str]:
 
 
 def run_create(app: Any) -> int:
-    from tcv.autotune_pack import AutotuneRequest
+    from tcv.autotune.pack import AutotuneRequest
     from tcv.create import create_image
 
     if not app.image:

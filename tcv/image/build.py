@@ -43,7 +43,7 @@ from tcv.tools.registry import (
 )
 
 if TYPE_CHECKING:
-    from tcv.autotune_pack import PackedAutotune
+    from tcv.autotune.pack import PackedAutotune
 
 
 @dataclass(frozen=True)

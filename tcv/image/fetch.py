@@ -33,7 +33,7 @@ from tcv.tools import skopeo
 from tcv.tools.registry import RegistryOptions
 
 if TYPE_CHECKING:
-    from tcv.autotune_install import TunedImage
+    from tcv.autotune.install import TunedImage
 
 
 @dataclass
@@ -51,7 +51,7 @@ class FetchedImage:
     cache_root: Path
     skipped: list[tuple[str, str]] = field(default_factory=list)
     description: ImageDescription | None = None
-    autotune: TunedImage | None = None  # its autotuning results (tcv.autotune_install)
+    autotune: TunedImage | None = None  # its autotuning results (tcv.autotune.install)
 
 
 # An image without the cache-size-bytes label (the Go tools' images) is still
@@ -131,7 +131,7 @@ def fetch_image(
     progress.finish()
     shutil.rmtree(layout, ignore_errors=True)
     entries, skipped = resolve_entries(unpacked)
-    from tcv.autotune_install import resolve_autotune
+    from tcv.autotune.install import resolve_autotune
 
     tuned, skipped = resolve_autotune(unpacked, labels, skipped)
     return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc, tuned)

@@ -1,5 +1,5 @@
 """Autotuning results: device names, labels, the manifest section, the scan,
-packing and the install verdict (tcv.cache.autotune, tcv.autotune_pack)."""
+packing and the install verdict (tcv.cache.autotune, tcv.autotune.pack)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.autotune_pack import AutotuneRequest, check_request, pack_autotune
+from tcv.autotune.pack import AutotuneRequest, check_request, pack_autotune
 from tcv.cache import autotune
 from tcv.cache.autotune import AutotuneEntry
 from tcv.cache.kernel import FileInfo

@@ -1,5 +1,5 @@
 """Autotuning results read from an unpacked image and installed by GPU model
-(tcv.autotune_install)."""
+(tcv.autotune.install)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tcv.autotune_install import NOT_LISTED, install_autotune, resolve_autotune
+from tcv.autotune.install import NOT_LISTED, install_autotune, resolve_autotune
 from tcv.cache import autotune
 from tcv.cache.autotune import AutotuneEntry
 from tcv.cache.kernel import FileInfo

@@ -1,6 +1,7 @@
 """Inductor's best_config files: names, checks, the manifest list, the scan of
 an Inductor cache, packing beside the Triton results, and on extract the checks
-and the install (tcv.cache.bestconfig, tcv.bestconfig_pack, tcv.bestconfig_install)."""
+and the install (tcv.cache.bestconfig, tcv.autotune.inductor_pack,
+tcv.autotune.inductor_install)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tcv.autotune_install import NOT_LISTED, TunedImage, install_autotune, resolve_autotune
-from tcv.autotune_pack import AutotuneRequest, pack_autotune
-from tcv.bestconfig_install import BestConfigFile, install_best_configs, resolve_best_configs
-from tcv.bestconfig_pack import scan_best_configs
+from tcv.autotune.inductor_install import BestConfigFile, install_best_configs, resolve_best_configs
+from tcv.autotune.inductor_pack import scan_best_configs
+from tcv.autotune.install import NOT_LISTED, TunedImage, install_autotune, resolve_autotune
+from tcv.autotune.pack import AutotuneRequest, pack_autotune
 from tcv.cache import autotune, bestconfig
 from tcv.cache.autotune import AutotuneEntry
 from tcv.cache.kernel import FileInfo

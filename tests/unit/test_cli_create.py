@@ -173,7 +173,7 @@ def test_without_the_switch_the_summary_says_results_were_left_out(
 def test_with_autotune_and_no_known_device_is_exit_2(
     buildah_ok, caches_dir, tmp_path, capsys, monkeypatch
 ):
-    from tcv import autotune_pack
+    from tcv.autotune import pack as autotune_pack
     from tcv.gpu.model import HostGpus
 
     monkeypatch.setattr(autotune_pack, "_detect", lambda: HostGpus())

@@ -7,7 +7,7 @@ before anything is built, since results without their model would be
 installed nowhere.
 
 From an Inductor cache (``--from inductor``, or detected) the ``<xx>/*.best_config``
-files of Inductor's own autotuner are packed too (:mod:`tcv.bestconfig_pack`),
+files of Inductor's own autotuner are packed too (:mod:`tcv.autotune.inductor_pack`),
 under ``io.triton.cache/inductor.best_config/`` and the manifest's
 ``autotune.best_configs``, counted with the Triton results.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv.bestconfig_pack import BestConfigs, scan_best_configs
+from tcv.autotune.inductor_pack import BestConfigs, scan_best_configs
 from tcv.cache import autotune, bestconfig
 from tcv.cache.autotune import AutotuneEntry
 from tcv.cache.kernel import KernelEntry

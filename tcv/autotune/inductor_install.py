@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcv import fs
-from tcv.bestconfig_pack import file_problem
+from tcv.autotune.inductor_pack import file_problem
 from tcv.cache import autotune, bestconfig
 from tcv.errors import ExtractError
 from tcv.image.unpack import UnpackResult

@@ -9,7 +9,7 @@ file and no file the manifest does not list, regular files only
 install is the kernels' own (:func:`tcv.install.install_kernels`: atomic,
 locked, never through a symlink in DEST).
 
-Inductor's ``*.best_config`` files (:mod:`tcv.bestconfig_install`) follow the
+Inductor's ``*.best_config`` files (:mod:`tcv.autotune.inductor_install`) follow the
 same device rule, and go only into the Inductor cache directory of
 ``--for inductor``.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv.bestconfig_install import BestConfigFile, install_best_configs, resolve_best_configs
+from tcv.autotune.inductor_install import BestConfigFile, install_best_configs, resolve_best_configs
 from tcv.cache import autotune, bestconfig
 from tcv.cache.autotune import AutotuneEntry
 from tcv.errors import ExtractError

@@ -94,7 +94,7 @@ def test_a_symlink_in_a_kernel_is_a_reason(tmp_path):
 
 
 def test_json_bounds():
-    assert depth(b'{"a": [1, {"b": "[[[["}]}') == 3
+    assert depth(json.loads(b'{"a": [1, {"b": "[[[["}]}')) == 3
     with pytest.raises(JsonBoundError, match="nested"):
         loads(b"[" * 100 + b"]" * 100, "x")
     with pytest.raises(JsonBoundError, match="large"):

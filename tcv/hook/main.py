@@ -8,11 +8,12 @@
 - Its own time bound (``$TCV_HOOK_TIMEOUT``, default 30 s), below the runtime's
   (the hooks.d ``timeout``). Children get pipes, never the hook's stdout/stderr
   (runc waits on those pipes even after a hook times out), and are killed when
-  the bound is hit.
+  the bound is hit (:mod:`tcv.hook.timebound`).
 - Logs go where an operator looks: ``$TCV_HOOK_LOG`` (a file, or ``syslog``),
   else syslog when ``/dev/log`` exists, else ``<store>/hook.log``. A file is
   bounded (``$TCV_HOOK_LOG_MAX``, default 4 MiB) and rotated (``.1`` .. ``.3``).
-  One info line per start; the kernel keys at debug (``TCV_LOG_LEVEL=debug``).
+  One info line per start; the kernel keys at debug (``TCV_LOG_LEVEL=debug``)
+  (:mod:`tcv.hook.logsetup`; every setting in :mod:`tcv.hook.settings`).
 - At ``poststop`` (status ``stopped``) it removes the container's upper layer
   and those of containers that no longer exist.
 """
@@ -20,108 +21,19 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
-from tcv.hook.settings import DEFAULT_PATH, TIMEOUT_ENV, HookSettings
+from tcv.hook.settings import DEFAULT_PATH, HookSettings
 from tcv.hook.state import HookError, State, parse_state
+from tcv.hook.timebound import HookTimeout, kill_children, time_bound, timeout_line
 
 # The OCI state's status when prestart/createRuntime hooks run (runc says "creating";
 # some runtimes said "created"); "" when a runtime leaves it out.
 INJECT_STATUSES = ("creating", "created", "")
 STOPPED = "stopped"
-LOGGER = "tcv"
-SYSLOG_SOCKET = "/dev/log"  # syslog and journald both listen here when present
-
-
-class HookTimeout(HookError):
-    """The hook's own time bound ran out."""
-
-
-@contextmanager
-def time_bound(seconds: float) -> Iterator[None]:
-    """Raise :class:`HookTimeout` in this thread after ``seconds``."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise HookTimeout(f"gave up after {seconds:g}s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def kill_children() -> list[int]:
-    """SIGKILL the hook's own child processes (by pid, found through /proc), so
-    none outlives it; returns their pids."""
-    me = os.getpid()
-    killed = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Field 4 is the parent pid; the command name (field 2) may hold spaces.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-                os.waitpid(int(name), 0)
-                killed.append(int(name))
-            except (ProcessLookupError, ChildProcessError):
-                pass
-    return killed
-
-
-def setup_logging(settings: HookSettings):
-    """The logger the hook reports to, and where it writes."""
-    import logging
-
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
-    logger.propagate = False
-    for old in list(logger.handlers):  # the hook is its own program: only its log
-        logger.removeHandler(old)
-        if getattr(old, "_tcv_hook", False):
-            old.close()
-    target = settings.log_target
-    handler: logging.Handler | None = None
-    if target in ("syslog", "") and os.path.exists(SYSLOG_SOCKET):
-        import logging.handlers  # only here: it loads socket, pickle and queue
-
-        try:
-            handler = logging.handlers.SysLogHandler(
-                address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
-            handler.ident = f"tcv-hook[{os.getpid()}]: "
-            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        except OSError:
-            handler = None
-    if handler is None:  # no syslog here: the file under the store
-        path = target if target not in ("", "syslog") else str(settings.store_root / "hook.log")
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        from tcv.hook.logfile import BoundedFileHandler
-
-        handler = BoundedFileHandler(path, max_bytes=settings.log_max_bytes)
-        handler.setFormatter(
-            logging.Formatter(
-                f"%(asctime)s tcv-hook[{os.getpid()}] %(levelname)s %(message)s",
-                "%Y-%m-%dT%H:%M:%S%z",
-            )
-        )
-    handler._tcv_hook = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    return logger
 
 
 def _annotations_from_bundle(state: State) -> State:
@@ -165,6 +77,8 @@ def main(
 
 def _log_safely(env: Mapping[str, str], level: str, message: str) -> None:
     try:
+        from tcv.hook.logsetup import setup_logging
+
         getattr(setup_logging(HookSettings.from_env(env)), level)(message)
     except OSError:
         print(f"tcv-hook: {message}", file=sys.stderr)
@@ -185,21 +99,6 @@ def run_poststop(state: State, env: Mapping[str, str]) -> int:
     return 0
 
 
-def timeout_line(seconds: float, phase: str, store_warm: bool, delivered: int) -> str:
-    """What the time bound says: where the start was, and what the container got."""
-    got = (
-        f"{delivered} kernel(s) were delivered before"
-        if delivered
-        else "the container starts without injected kernels"
-    )
-    hint = (
-        "the first start of an image fills the store; run it once ahead, or raise "
-        if not store_warm
-        else "the store was warm; check the host's load and disk, or raise "
-    )
-    return f"gave up after {seconds:g}s while {phase}; {got} — {hint}{TIMEOUT_ENV}"
-
-
 def run(state: State, env: Mapping[str, str]) -> int:
     """Inject for one container under the time bound and the failure policy."""
     if not os.environ.get("PATH"):
@@ -207,6 +106,8 @@ def run(state: State, env: Mapping[str, str]) -> int:
         os.environ["PATH"] = DEFAULT_PATH
     settings = HookSettings.from_env(env)
     try:
+        from tcv.hook.logsetup import setup_logging
+
         log = setup_logging(settings)
     except OSError as err:
         print(f"tcv-hook: cannot open the log: {err}", file=sys.stderr)

@@ -601,7 +601,7 @@ def test_kill_children_stops_what_the_hook_started():
     probe = (
         "import os, subprocess, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from tcv.hook.main import kill_children\n"
+        "from tcv.hook.timebound import kill_children\n"
         "child = subprocess.Popen(['cat'], stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n"
         "killed = kill_children()\n"
         "print(killed == [child.pid], os.path.exists(f'/proc/{child.pid}'))\n"

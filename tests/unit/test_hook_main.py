@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from tcv.hook import logsetup, timebound
 from tcv.hook import main as hook_main
 from tcv.hook.settings import HookSettings
 
@@ -87,8 +88,8 @@ def test_time_bound_interrupts_a_blocked_wait(tmp_path):
     waiter = os.open(lock, os.O_RDWR)
     try:
         with (
-            pytest.raises(hook_main.HookTimeout, match=r"gave up after 0\.2s"),
-            hook_main.time_bound(0.2),
+            pytest.raises(timebound.HookTimeout, match=r"gave up after 0\.2s"),
+            timebound.time_bound(0.2),
         ):
             fcntl.flock(waiter, fcntl.LOCK_EX)  # held above: only the bound ends this
     finally:
@@ -111,9 +112,9 @@ def test_timeout_from(value, expected):
 
 
 def test_log_goes_under_the_store_without_syslog(tmp_path, monkeypatch):
-    monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
+    monkeypatch.setattr(logsetup, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
     env = {"TCV_STORE": str(tmp_path / "store")}
-    logger = hook_main.setup_logging(HookSettings.from_env(env))
+    logger = logsetup.setup_logging(HookSettings.from_env(env))
     logger.warning("hello")
     for h in logger.handlers:
         h.flush()
@@ -121,9 +122,9 @@ def test_log_goes_under_the_store_without_syslog(tmp_path, monkeypatch):
 
 
 def test_syslog_asked_but_absent_falls_back_to_the_store(tmp_path, monkeypatch):
-    monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
+    monkeypatch.setattr(logsetup, "SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
     env = {"TCV_STORE": str(tmp_path / "store"), "TCV_HOOK_LOG": "syslog"}
-    logger = hook_main.setup_logging(HookSettings.from_env(env))
+    logger = logsetup.setup_logging(HookSettings.from_env(env))
     logger.warning("fallback")
     for h in logger.handlers:
         h.flush()
@@ -146,8 +147,8 @@ def test_syslog_when_a_listener_is_there(tmp_path, monkeypatch):
     path = tmp_path / "log.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(path))
-        monkeypatch.setattr(hook_main, "SYSLOG_SOCKET", str(path))
-        logger = hook_main.setup_logging(
+        monkeypatch.setattr(logsetup, "SYSLOG_SOCKET", str(path))
+        logger = logsetup.setup_logging(
             HookSettings.from_env({"TCV_STORE": str(tmp_path / "store")})
         )
         logger.info("injected 2 kernel(s)")
@@ -179,7 +180,7 @@ def test_syslog_when_a_listener_is_there(tmp_path, monkeypatch):
     ],
 )
 def test_timeout_line_says_where_and_what(warm, delivered, needles):
-    line = hook_main.timeout_line(2, "rendering the view", warm, delivered)
+    line = timebound.timeout_line(2, "rendering the view", warm, delivered)
     assert line.startswith("gave up after 2s while rendering the view")
     for needle in needles:
         assert needle in line

@@ -29,6 +29,7 @@ from tcv.autotune.inductor_pack import file_problem
 from tcv.cache import autotune, bestconfig
 from tcv.errors import ExtractError
 from tcv.image.unpack import UnpackResult
+from tcv.image.verify import listed_sha256
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW_DIR = _DIR | os.O_NOFOLLOW
@@ -107,10 +108,7 @@ def resolve_best_configs(
                 skipped.append((where, unpacked.bad[bestconfig.TREE]))
                 continue
             got = unpacked.files.get(prefix + where)
-            try:
-                want = bytes.fromhex(info.sha256.lower().removeprefix("sha256:"))
-            except ValueError:
-                want = None
+            want = listed_sha256(info.sha256)
             if got is None or got != want:
                 raise ExtractError(
                     f"best_config {where} is missing from the layer or does not match the "

@@ -29,9 +29,8 @@ from tcv.cache.autotune import AutotuneEntry
 from tcv.errors import ExtractError
 from tcv.gpu.model import HostGpus
 from tcv.image import jsonbound
-from tcv.image.manifest import MANIFEST_PATH
 from tcv.image.unpack import UnpackResult
-from tcv.image.verify import MANIFEST_MAX
+from tcv.image.verify import READ, listed_sha256, load_manifest
 from tcv.placement import Placement
 
 NOT_LISTED = "not listed in the image manifest"
@@ -58,29 +57,12 @@ def _real(path: Path, test: Any) -> bool:
         return False
 
 
-def _load_manifest(root: Path) -> object:
-    path = root / MANIFEST_PATH
-    if not _real(path, stat.S_ISREG):
-        return None
-    if path.stat().st_size > MANIFEST_MAX:
-        raise ExtractError(f"the image's manifest.json is larger than {MANIFEST_MAX} bytes")
-    try:
-        return jsonbound.loads(
-            path.read_bytes(), "the image's manifest.json", max_bytes=MANIFEST_MAX
-        )
-    except jsonbound.JsonBoundError as err:
-        raise ExtractError(err.message, "the image is damaged: rebuild it with tcv -c") from None
-
-
 def _verify(entry: AutotuneEntry, files: dict[str, bytes]) -> None:
     """Every file listed is in the layer with its sha256, and nothing else is."""
     prefix = entry.key + "/"
     for name, info in entry.files.items():
         got = files.get(prefix + name)
-        try:
-            want = bytes.fromhex(info.sha256.lower().removeprefix("sha256:"))
-        except ValueError:
-            want = None
+        want = listed_sha256(info.sha256)
         if got is None or got != want:
             raise ExtractError(
                 f"autotuning results {entry.key}: {name} is missing from the layer or does "
@@ -121,16 +103,22 @@ def _content_problem(directory: Path, entry: AutotuneEntry) -> str | None:
 
 
 def resolve_autotune(
-    unpacked: UnpackResult, labels: dict[str, str], skipped: list[tuple[str, str]]
+    unpacked: UnpackResult,
+    labels: dict[str, str],
+    skipped: list[tuple[str, str]],
+    manifest: Any = READ,
 ) -> tuple[TunedImage | None, list[tuple[str, str]]]:
     """The image's autotuning results (None without the autotune labels), and
-    ``skipped`` without the "not listed" lines of the directories they explain."""
+    ``skipped`` without the "not listed" lines of the directories they explain.
+    ``manifest``: what :func:`tcv.image.verify.load_manifest` returned, when the
+    caller read it."""
     from tcv.install import is_valid_key
 
     recorded = autotune.read_labels(labels)
     if recorded is None:
         return None, skipped
-    manifest = _load_manifest(unpacked.root)
+    if manifest is READ:
+        manifest = load_manifest(unpacked.root)
     try:
         entries = autotune.parse_section(manifest)
     except autotune.SectionError as err:

@@ -27,7 +27,7 @@ from tcv.image.describe import (
 from tcv.image.pullguard import PullGuard, pull_cap
 from tcv.image.ref import OCI, ImageRef
 from tcv.image.unpack import unpack_layers
-from tcv.image.verify import resolve_entries
+from tcv.image.verify import load_manifest, require_cache_tree, resolve_entries
 from tcv.progress import DirWatcher, Progress
 from tcv.tools import skopeo
 from tcv.tools.registry import RegistryOptions
@@ -130,10 +130,12 @@ def fetch_image(
     unpacked = unpack_layers(layers, root, max_bytes=limit, progress=progress.update)
     progress.finish()
     shutil.rmtree(layout, ignore_errors=True)
-    entries, skipped = resolve_entries(unpacked)
     from tcv.autotune.install import resolve_autotune
 
-    tuned, skipped = resolve_autotune(unpacked, labels, skipped)
+    require_cache_tree(unpacked)  # before the manifest, as resolve_entries orders them
+    manifest = load_manifest(unpacked.root)  # read once for the kernels and the results
+    entries, skipped = resolve_entries(unpacked, manifest)
+    tuned, skipped = resolve_autotune(unpacked, labels, skipped, manifest)
     return FetchedImage(digest, labels, entries, unpacked.cache_root, skipped, desc, tuned)
 
 

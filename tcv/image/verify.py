@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tcv.cache.kernel import KernelEntry
 from tcv.errors import ExtractError
@@ -23,43 +24,63 @@ from tcv.image.unpack import UnpackResult
 MANIFEST_MAX = 64 << 20
 
 
-def _norm_sha(value: str) -> str:
-    return value.lower().removeprefix("sha256:")
+READ = object()  # resolve_entries, resolve_autotune: no manifest given, read it
 
 
-def resolve_entries(unpacked: UnpackResult) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
+def listed_sha256(value: str) -> bytes | None:
+    """The digest a manifest gives a file (``hex`` or ``sha256:hex``), None when
+    it is not hex."""
+    try:
+        return bytes.fromhex(value.lower().removeprefix("sha256:"))
+    except ValueError:
+        return None
+
+
+def require_cache_tree(unpacked: UnpackResult) -> None:
+    """Refuse (exit 5) an image without the cache tree: not a Triton cache image."""
+    if not _real_dir(unpacked.cache_root):
+        raise ExtractError(
+            f"the image has no {CACHE_DIR}/ directory: it is not a Triton cache image",
+            "check the image name; cache images are made with tcv -c",
+        )
+
+
+def load_manifest(root: Path) -> Any:
+    """The unpacked image's ``manifest.json`` decoded, with its size and depth
+    bounded; None when the image has none (the Go tools')."""
+    manifest_path = root / MANIFEST_PATH
+    if not _real_file(manifest_path):
+        return None
+    if manifest_path.stat().st_size > MANIFEST_MAX:
+        raise ExtractError(
+            f"the image's manifest.json is implausibly large (more than {MANIFEST_MAX} bytes)"
+        )
+    try:
+        return jsonbound.loads(
+            manifest_path.read_bytes(), "the image's manifest.json", max_bytes=MANIFEST_MAX
+        )
+    except jsonbound.JsonBoundError as err:
+        raise ExtractError(err.message, "the image is damaged: rebuild it with tcv -c") from None
+
+
+def resolve_entries(
+    unpacked: UnpackResult, manifest: Any = READ
+) -> tuple[list[KernelEntry], list[tuple[str, str]]]:
     """The kernels of an unpacked image and what was skipped, with reasons.
 
     With a manifest that lists files (docs/spec.md §3), its entries are the kernels and
     every file must match its size and sha256 — any difference refuses the
     image. Older manifests (bare array, no ``files``) and images without one
     (the Go tools') are read from the unpacked metadata with the cache scanner.
+    ``manifest``: what :func:`load_manifest` returned, when the caller read it.
     """
     from tcv.cache.keys import key_candidates
     from tcv.cache.scan import scan_cache
 
     cache_root = unpacked.cache_root
-    if not _real_dir(cache_root):
-        raise ExtractError(
-            f"the image has no {CACHE_DIR}/ directory: it is not a Triton cache image",
-            "check the image name; cache images are made with tcv -c",
-        )
-    manifest_path = unpacked.root / MANIFEST_PATH
-    entries: list[KernelEntry] = []
-    if _real_file(manifest_path):
-        if manifest_path.stat().st_size > MANIFEST_MAX:
-            raise ExtractError(
-                f"the image's manifest.json is implausibly large (more than {MANIFEST_MAX} bytes)"
-            )
-        try:
-            doc = jsonbound.loads(
-                manifest_path.read_bytes(), "the image's manifest.json", max_bytes=MANIFEST_MAX
-            )
-        except jsonbound.JsonBoundError as err:
-            raise ExtractError(
-                err.message, "the image is damaged: rebuild it with tcv -c"
-            ) from None
-        entries = parse_manifest(doc)
+    require_cache_tree(unpacked)
+    doc = load_manifest(unpacked.root) if manifest is READ else manifest
+    entries: list[KernelEntry] = parse_manifest(doc) if doc is not None else []
     if not entries or not all(e.files for e in entries):
         scan = scan_cache(cache_root)
         return _checked(
@@ -144,12 +165,9 @@ def _verify(key: str, entry: KernelEntry, files: Mapping[str, bytes], present: i
                 f"kernel {key}: {name} is listed in the image manifest but missing from the layer",
                 "the image is damaged: rebuild it with tcv -c",
             )
-        try:
-            want = bytes.fromhex(_norm_sha(info.sha256))
-        except ValueError:
-            raise ExtractError(
-                f"kernel {key}: the image manifest gives {name} a malformed sha256"
-            ) from None
+        want = listed_sha256(info.sha256)
+        if want is None:
+            raise ExtractError(f"kernel {key}: the image manifest gives {name} a malformed sha256")
         if got != want:
             raise ExtractError(
                 f"kernel {key}: {name} does not match the sha256 in the image manifest",

@@ -20,8 +20,10 @@ from tcv.cli.options import (
     GpuOptions,
     JsonOption,
     RegistrySwitches,
+    autotune_device_switch,
     layout_switch,
     mount_path_switch,
+    with_autotune_switch,
 )
 from tcv.errors import UsageError
 
@@ -125,22 +127,16 @@ class Tcv(TcvApplication, GpuOptions, JsonOption, RegistrySwitches):
     source = layout_switch("create: " + LAYOUT_HELP)
     mount_path = mount_path_switch("create: " + MOUNT_PATH_HELP)
 
-    with_autotune = cli.Flag(
-        ["--with-autotune"],
-        help="create: also pack Triton's autotuning results (<KEY>/*.autotune.json) and "
+    with_autotune = with_autotune_switch(
+        "create: also pack Triton's autotuning results (<KEY>/*.autotune.json) and "
         "an Inductor cache's <xx>/*.best_config, recording the GPU model they were "
         "measured on; extract installs them only where a visible GPU is that model "
-        "(best_configs with --for inductor)",
+        "(best_configs with --for inductor)"
     )
-    autotune_device = cli.SwitchAttr(
-        ["--autotune-device"],
-        str,
-        default=None,
-        argname="NAME",
-        requires=["--with-autotune"],
-        help="create: the GPU model the autotuning results were measured on, as the "
+    autotune_device = autotune_device_switch(
+        "create: the GPU model the autotuning results were measured on, as the "
         'driver names it ("NVIDIA H100 80GB HBM3"; default: this host\'s one GPU model — '
-        "exit 2 when there is none or several)",
+        "exit 2 when there is none or several)"
     )
 
     @property

@@ -11,8 +11,10 @@ from tcv.cli.options import (
     LAYOUT_HELP,
     MOUNT_PATH_HELP,
     RegistrySwitches,
+    autotune_device_switch,
     layout_switch,
     mount_path_switch,
+    with_autotune_switch,
 )
 
 
@@ -109,19 +111,13 @@ class TcvBuild(TcvApplication, RegistrySwitches):
     source = layout_switch(LAYOUT_HELP)
     mount_path = mount_path_switch(MOUNT_PATH_HELP)
 
-    with_autotune = cli.Flag(
-        ["--with-autotune"],
-        help="also pack the autotuning results (<KEY>/*.autotune.json, and an Inductor "
-        "cache's <xx>/*.best_config) and record the GPU model they were measured on",
+    with_autotune = with_autotune_switch(
+        "also pack the autotuning results (<KEY>/*.autotune.json, and an Inductor "
+        "cache's <xx>/*.best_config) and record the GPU model they were measured on"
     )
-    autotune_device = cli.SwitchAttr(
-        ["--autotune-device"],
-        str,
-        default=None,
-        argname="NAME",
-        requires=["--with-autotune"],
-        help='the GPU model the results were measured on ("NVIDIA H100 80GB HBM3"; '
-        "default: this host's one GPU model, exit 2 when there is none or several)",
+    autotune_device = autotune_device_switch(
+        'the GPU model the results were measured on ("NVIDIA H100 80GB HBM3"; '
+        "default: this host's one GPU model, exit 2 when there is none or several)"
     )
 
     def main(self, *args: str) -> int:

@@ -75,6 +75,21 @@ def mount_path_switch(help: str) -> Any:
     return cli.SwitchAttr(["--mount-path"], str, default=None, argname="PATH", help=help)
 
 
+def with_autotune_switch(help: str) -> Any:
+    return cli.Flag(["--with-autotune"], help=help)
+
+
+def autotune_device_switch(help: str) -> Any:
+    return cli.SwitchAttr(
+        ["--autotune-device"],
+        str,
+        default=None,
+        argname="NAME",
+        requires=["--with-autotune"],
+        help=help,
+    )
+
+
 class GpuOptions:
     """``--gpu SPEC`` (repeatable), ``--cuda-driver``, ``--triton-version``.
 

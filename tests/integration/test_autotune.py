@@ -105,7 +105,9 @@ def libdir(tmp_path_factory):
     return fakecuda.build(tmp_path_factory.mktemp("fakecuda"))
 
 
-def extract_on_h100(libdir: Path, ref: str, dest: Path, staging: Path) -> dict:
+def run_on_h100(
+    libdir: Path, ref: str, dest: Path, staging: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """``tcv -e --json`` on a host whose GPU is detected: an H100 on the PCI bus
     (umockdev) that the stand-in libcuda names."""
     env = {
@@ -119,14 +121,18 @@ def extract_on_h100(libdir: Path, ref: str, dest: Path, staging: Path) -> dict:
         "FAKECUDA_DRIVER": "13040",  # the fixtures' PTX ISA 9.4 needs CUDA 13.4
         "TCV_STAGING_ROOT": str(staging),
     }
-    argv = ["-e", "-i", ref, "-d", str(dest), "--json"]
-    out = subprocess.run(
+    argv = ["-e", "-i", ref, "-d", str(dest), "--json", *extra]
+    return subprocess.run(
         ["umockdev-run", "--device", str(UDEV / "h100.umockdev"), "--", TCV, *argv],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def extract_on_h100(libdir: Path, ref: str, dest: Path, staging: Path) -> dict:
+    out = run_on_h100(libdir, ref, dest, staging)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 

@@ -35,7 +35,7 @@ from tcv.image.manifest import LABEL_CACHE_SIZE, build_labels, build_manifest
 from tests.data.layouts import inductor_tree
 from tests.harness import fakecuda
 from tests.harness import hostile as h
-from tests.integration.test_autotune import A100, H100, HEX, UDEV, WRITE, triton_python
+from tests.integration.test_autotune import A100, H100, HEX, WRITE, run_on_h100, triton_python
 
 pytestmark = pytest.mark.integration
 
@@ -130,25 +130,7 @@ def extract_on_h100(
     libdir: Path, ref: str, dest: Path, staging: Path, *extra: str, ok: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``tcv -e --json`` on a host whose H100 is detected (umockdev + stand-in libcuda)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FAKECUDA_", "TCV_")) and k != "LD_LIBRARY_PATH"
-    }
-    env |= {
-        "LD_LIBRARY_PATH": str(libdir),
-        "FAKECUDA_SCENARIO": "h100",
-        "FAKECUDA_DRIVER": "13040",
-        "TCV_STAGING_ROOT": str(staging),
-    }
-    argv = ["-e", "-i", ref, "-d", str(dest), "--json", *extra]
-    out = subprocess.run(
-        ["umockdev-run", "--device", str(UDEV / "h100.umockdev"), "--", TCV, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_on_h100(libdir, ref, dest, staging, *extra)
     if ok:
         assert out.returncode == 0, out.stderr
     return out

@@ -118,13 +118,19 @@ class PackedCaches:
     def entries(self) -> list[KernelEntry]:
         return self.merged.entries
 
-    def labels(self, entries: Sequence[KernelEntry], title: str) -> dict[str, str]:
-        """The docs/spec.md §3 labels of ``entries``, plus the layout and the mount path."""
-        labels = build_labels(list(entries), title)
+    def placement_labels(self) -> dict[str, str]:
+        """Where the kernels go, the same for every part of the cache: the nested
+        layout and the mount path, when there are."""
+        labels: dict[str, str] = {}
         if self.layout is not None and self.layout.nested:
             labels[LABEL_LAYOUT] = self.layout.label()
         if self.mount_path is not None:
             labels[LABEL_MOUNT_PATH] = self.mount_path
+        return labels
+
+    def labels(self, entries: Sequence[KernelEntry], title: str) -> dict[str, str]:
+        """The docs/spec.md §3 labels of ``entries``, plus the layout and the mount path."""
+        labels = build_labels(list(entries), title) | self.placement_labels()
         if self.tuned is not None:
             labels.update(self.tuned.labels(labels))
         return labels

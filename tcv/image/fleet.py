@@ -182,9 +182,7 @@ def create_fleet(
                 layer.unlink()
                 built.append((group, name))
                 log.info("built %s (%d kernels)", name, len(group.entries))
-            whole = packed.labels(packed.entries, target.title)
-            shared = {k: v for k, v in whole.items() if k in SHARED_LABELS}
-            image_id = _make_index(target.local, built, shared)
+            image_id = _make_index(target.local, built, packed.placement_labels())
             done = True
         finally:
             if not done:

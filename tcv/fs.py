@@ -12,6 +12,8 @@ file, and a write that readers see whole or not at all.
 - :func:`write_atomic` — write a temporary file beside the target (named as
   Triton names its own, ``<name>.tmp.pid_<pid>_<uuid>``, which cache scans
   skip) and ``os.replace`` it over the target.
+- :func:`is_real_dir`, :func:`is_real_file` — what a path is without following
+  a symlink there (an unpacked image's trees are checked this way).
 
 Two locks stay with their owners because they lock differently: staging's
 liveness probe (``LOCK_NB`` on a run's own file, :mod:`tcv.staging`) and the
@@ -25,6 +27,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +119,19 @@ def write_atomic(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
+
+
+def is_real_dir(path: str | Path) -> bool:
+    """A directory itself, not a symlink to one (nor missing, nor unreadable)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def is_real_file(path: str | Path) -> bool:
+    """A regular file itself, not a symlink to one (nor missing, nor unreadable)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

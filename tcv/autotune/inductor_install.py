@@ -20,7 +20,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,13 +55,6 @@ class Installed:
     installed: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _is(path: Path, test: Callable[[int], bool]) -> bool:
-    try:
-        return test(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _read(path: Path) -> bytes | None:
@@ -116,8 +109,8 @@ def resolve_best_configs(
                     _DAMAGED,
                 )
             path = tree / entry.key / name
-            dirs = _is(tree, stat.S_ISDIR) and _is(path.parent, stat.S_ISDIR)
-            if not (dirs and _is(path, stat.S_ISREG)):
+            dirs = fs.is_real_dir(tree) and fs.is_real_dir(path.parent)
+            if not (dirs and fs.is_real_file(path)):
                 skipped.append((where, "not a regular file in the image: not installed"))
                 continue
             data = _read(path)

@@ -17,12 +17,12 @@ same device rule, and go only into the Inductor cache directory of
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcv import fs
 from tcv.autotune.inductor_install import BestConfigFile, install_best_configs, resolve_best_configs
 from tcv.cache import autotune, bestconfig
 from tcv.cache.autotune import AutotuneEntry
@@ -48,13 +48,6 @@ class TunedImage:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # Inductor's best_config files safe to install (the others are in skipped).
     best_configs: list[BestConfigFile] = field(default_factory=list)
-
-
-def _real(path: Path, test: Any) -> bool:
-    try:
-        return bool(test(os.lstat(path).st_mode))
-    except OSError:
-        return False
 
 
 def _verify(entry: AutotuneEntry, files: dict[str, bytes]) -> None:
@@ -138,7 +131,7 @@ def resolve_autotune(
             tuned.skipped.append((entry.key, "not a Triton cache key: refusing to install it"))
         elif entry.key in unpacked.bad:
             tuned.skipped.append((entry.key, unpacked.bad[entry.key]))
-        elif not _real(directory, stat.S_ISDIR):
+        elif not fs.is_real_dir(directory):
             tuned.skipped.append((entry.key, "listed in the image manifest but not in its layers"))
         else:
             _verify(entry, unpacked.files)

@@ -9,11 +9,11 @@ scanner. Kernels unsafe to install are skipped with the reason.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tcv import fs
 from tcv.cache.kernel import KernelEntry
 from tcv.errors import ExtractError
 from tcv.image import jsonbound
@@ -38,7 +38,7 @@ def listed_sha256(value: str) -> bytes | None:
 
 def require_cache_tree(unpacked: UnpackResult) -> None:
     """Refuse (exit 5) an image without the cache tree: not a Triton cache image."""
-    if not _real_dir(unpacked.cache_root):
+    if not fs.is_real_dir(unpacked.cache_root):
         raise ExtractError(
             f"the image has no {CACHE_DIR}/ directory: it is not a Triton cache image",
             "check the image name; cache images are made with tcv -c",
@@ -49,7 +49,7 @@ def load_manifest(root: Path) -> Any:
     """The unpacked image's ``manifest.json`` decoded, with its size and depth
     bounded; None when the image has none (the Go tools')."""
     manifest_path = root / MANIFEST_PATH
-    if not _real_file(manifest_path):
+    if not fs.is_real_file(manifest_path):
         return None
     if manifest_path.stat().st_size > MANIFEST_MAX:
         raise ExtractError(
@@ -138,21 +138,6 @@ def _checked(
         elif not any(k == entry.key for k, _ in skipped):
             skipped.append((entry.key, reason))
     return kept, skipped
-
-
-def _real_dir(path: Path) -> bool:
-    """A directory itself, not a symlink to one."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _real_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _verify(key: str, entry: KernelEntry, files: Mapping[str, bytes], present: int) -> None:
